@@ -1,0 +1,54 @@
+/*
+ * ACPI tables for x86 guests booted without firmware: hardware-reduced ACPI
+ * (no PM1/GPE blocks, no SCI, no 8259), so a guest powers off and resets
+ * through the FADT's sleep and reset registers, plain I/O ports.
+ */
+#ifndef TABIQUE_ARCH_X86_ACPI_H
+#define TABIQUE_ARCH_X86_ACPI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Local APIC ids are 0..ncpus-1; xAPIC id 0xff is the broadcast id. */
+#define ACPI_MAX_CPUS 255
+
+/*
+ * What the guest writes to the sleep control register (ACPI 6.x, 4.8.3.7)
+ * to enter S5: SLP_EN | SLP_TYP << 2, i.e. 0x34 for the DSDT's \_S5_.
+ */
+#define ACPI_S5_SLP_TYP          5
+#define ACPI_SLEEP_CTL_SLP_EN    0x20
+#define ACPI_SLEEP_CTL_TYP(v)    (((v) >> 2) & 0x07)
+/* Sleep status register: set by the platform when it wakes. */
+#define ACPI_SLEEP_STS_WAK_STS   0x80
+
+struct acpi_config {
+	unsigned ncpus;           /* local APIC ids 0..ncpus-1, all enabled; 1..ACPI_MAX_CPUS */
+	uint64_t ioapic_addr;     /* LAYOUT_IOAPIC; below 4 GiB */
+	uint32_t ioapic_gsi_base; /* 0 */
+	uint64_t lapic_addr;      /* LAYOUT_LAPIC; below 4 GiB */
+	uint16_t sleep_ctl_port, sleep_sts_port; /* PORT_ACPI_SLEEP_CTL/STS */
+	uint16_t reset_port;      /* PORT_ACPI_RESET */
+	uint8_t reset_value;      /* ACPI_RESET_VALUE */
+	uint16_t pvpanic_port;    /* PORT_PVPANIC, 0 = no pvpanic device */
+	uint16_t com1_port;       /* 0 = not described */
+	uint8_t com1_irq;         /* ISA IRQ 1-15, 0 = none */
+	uint16_t rtc_port;        /* 0 = not described (and flagged absent in the FADT) */
+	uint8_t rtc_irq;          /* ISA IRQ 1-15, 0 = none */
+};
+
+/*
+ * Writes RSDP, XSDT, FADT, DSDT, MADT into buf (cap bytes), which the guest
+ * sees at guest-physical address gpa (the RSDP is at gpa itself, which must be
+ * 16-byte aligned). Returns the number of bytes used, -ENOSPC when cap is too
+ * small (nothing is written past cap), or -EINVAL for a bad config.
+ */
+long acpi_build(uint8_t *buf, size_t cap, uint64_t gpa, const struct acpi_config *cfg);
+
+/*
+ * ACPI table checksum helper: the two's complement of the byte sum, so 0 for
+ * a valid table, and the value to store when the checksum field is still 0.
+ */
+uint8_t acpi_checksum(const void *data, size_t len);
+
+#endif

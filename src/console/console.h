@@ -1,0 +1,58 @@
+/*
+ * The interactive serial console: host stdin feeds the guest's UART, the
+ * UART's output goes to host stdout. On a terminal, the terminal is put in raw
+ * mode (restored on every way out, crashes included) and Ctrl-A x quits.
+ * Host signals (SIGINT, SIGTERM, SIGHUP) stop the VM cleanly.
+ */
+#ifndef TABIQUE_CONSOLE_CONSOLE_H
+#define TABIQUE_CONSOLE_CONSOLE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+struct serial;
+
+#define CONSOLE_ESCAPE 0x01 /* Ctrl-A */
+
+struct console {
+	int in_fd;
+	int out_fd;
+	int signal_fd;
+	int wake_fd; /* eventfd: console_detach() wakes the thread with it */
+	bool raw;
+	bool escape_pending;
+	struct vm *vm;
+	struct serial *serial;
+	pthread_t thread;
+	bool running;
+};
+
+/*
+ * Takes over in_fd/out_fd: raw mode when in_fd is a terminal. Blocks the
+ * stop signals in the calling thread (call before starting any thread so all
+ * inherit the mask). Returns 0 or -errno.
+ */
+int console_open(struct console *con, int in_fd, int out_fd);
+/* Restores the terminal. Safe to call more than once. */
+void console_close(struct console *con);
+
+/* Starts forwarding input to serial and signals/escapes to vm. Returns 0 or -errno. */
+int console_attach(struct console *con, struct vm *vm, struct serial *serial);
+/* Stops forwarding (joins the thread). */
+void console_detach(struct console *con);
+
+/* Output callback for the UART (fits struct serial_output). Writes everything or drops on EOF. */
+void console_write(void *con, const uint8_t *buf, size_t len);
+
+/*
+ * Feeds host input through the escape filter: returns the number of bytes of
+ * in (len) consumed into out (capacity >= 2 * len) as *out_len, and sets *quit
+ * when Ctrl-A x was seen (the rest of in is ignored then). Pure: unit-tested.
+ */
+void console_filter(struct console *con, const uint8_t *in, size_t len, uint8_t *out,
+		    size_t *out_len, bool *quit);
+
+#endif

@@ -1,0 +1,157 @@
+#include "vmm/vcpu.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "arch/x86/cpuid.h"
+#include "arch/x86/msr.h"
+#include "util/log.h"
+#include "vmm/exit.h"
+#include "vmm/vm.h"
+
+/* The signal that kicks a vCPU thread out of KVM_RUN; its handler does nothing. */
+#define VCPU_KICK_SIGNAL SIGUSR1
+
+static void vcpu_kick_handler(int sig)
+{
+	(void)sig;
+}
+
+static pthread_once_t vcpu_signal_once = PTHREAD_ONCE_INIT;
+
+static void vcpu_install_kick_handler(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = vcpu_kick_handler; /* no SA_RESTART: KVM_RUN must return EINTR */
+	sigemptyset(&sa.sa_mask);
+	sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
+}
+
+static int vcpu_setup_cpuid(struct vcpu *vcpu, unsigned ncpus)
+{
+	static struct cpuid_table supported;
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	struct cpuid_table table;
+	int ret = 0;
+
+	pthread_mutex_lock(&lock);
+	if (supported.head.nent == 0)
+		ret = cpuid_get_supported(vcpu->vm->kvm_fd, &supported);
+	table = supported;
+	pthread_mutex_unlock(&lock);
+	if (ret != 0)
+		return ret;
+	cpuid_shape(&table, vcpu->index, ncpus);
+	if (ioctl(vcpu->fd, KVM_SET_CPUID2, &table.head) < 0)
+		return -errno;
+	return 0;
+}
+
+/* x87 and SSE control words as after a reset; KVM leaves them zero. */
+static int vcpu_setup_fpu(struct vcpu *vcpu)
+{
+	struct kvm_fpu fpu;
+
+	memset(&fpu, 0, sizeof(fpu));
+	fpu.fcw = 0x37f;
+	fpu.mxcsr = 0x1f80;
+	if (ioctl(vcpu->fd, KVM_SET_FPU, &fpu) < 0)
+		return -errno;
+	return 0;
+}
+
+int vcpu_create(struct vcpu *vcpu, struct vm *vm, unsigned index)
+{
+	int size, ret;
+
+	memset(vcpu, 0, sizeof(*vcpu));
+	vcpu->vm = vm;
+	vcpu->index = index;
+	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+	if (vcpu->fd < 0)
+		return -errno;
+	size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (size < (int)sizeof(struct kvm_run))
+		return -EINVAL;
+	vcpu->run = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
+	if (vcpu->run == MAP_FAILED) {
+		vcpu->run = NULL;
+		return -errno;
+	}
+	vcpu->run_size = (size_t)size;
+	if ((ret = vcpu_setup_cpuid(vcpu, vm->ncpus)) != 0 ||
+	    (ret = msr_setup(vcpu->fd)) != 0 || (ret = vcpu_setup_fpu(vcpu)) != 0)
+		return ret;
+	return 0;
+}
+
+void vcpu_destroy(struct vcpu *vcpu)
+{
+	if (vcpu->run != NULL)
+		munmap(vcpu->run, vcpu->run_size);
+	if (vcpu->fd > 0 && vcpu->vm != NULL)
+		close(vcpu->fd);
+	vcpu->run = NULL;
+	vcpu->fd = -1;
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *vcpu = arg;
+	char reason[160];
+	sigset_t kick;
+
+	sigemptyset(&kick);
+	sigaddset(&kick, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	while (!vm_stop_requested(vcpu->vm)) {
+		enum vm_action action;
+
+		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			snprintf(reason, sizeof(reason), "KVM_RUN failed on vCPU %u: %s",
+				 vcpu->index, strerror(errno));
+			vm_request_stop(vcpu->vm, VM_FATAL, reason);
+			break;
+		}
+		reason[0] = '\0';
+		action = exit_dispatch(vcpu, reason, sizeof(reason));
+		if (action != VM_CONTINUE) {
+			vm_request_stop(vcpu->vm, action, reason);
+			break;
+		}
+	}
+	return NULL;
+}
+
+int vcpu_start(struct vcpu *vcpu)
+{
+	int ret;
+
+	pthread_once(&vcpu_signal_once, vcpu_install_kick_handler);
+	ret = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+	if (ret != 0)
+		return -ret;
+	vcpu->started = true;
+	return 0;
+}
+
+void vcpu_stop(struct vcpu *vcpu)
+{
+	if (!vcpu->started)
+		return;
+	/* immediate_exit covers a kick that lands just before KVM_RUN is entered. */
+	vcpu->run->immediate_exit = 1;
+	pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+	pthread_join(vcpu->thread, NULL);
+	vcpu->started = false;
+	vcpu->run->immediate_exit = 0;
+}

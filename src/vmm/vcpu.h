@@ -1,0 +1,33 @@
+/* One virtual CPU: its KVM fd, its shared kvm_run page and its thread. */
+#ifndef TABIQUE_VMM_VCPU_H
+#define TABIQUE_VMM_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned index;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool started;
+};
+
+/*
+ * Creates vCPU index of vm->ncpus with CPUID and MSRs set up for the guest.
+ * Returns 0 or -errno; vcpu_destroy() cleans up a half-created vCPU.
+ */
+int vcpu_create(struct vcpu *vcpu, struct vm *vm, unsigned index);
+void vcpu_destroy(struct vcpu *vcpu);
+
+/* Starts the vCPU thread (KVM_RUN loop). Returns 0 or -errno. */
+int vcpu_start(struct vcpu *vcpu);
+/* Kicks the vCPU out of KVM_RUN and joins its thread. */
+void vcpu_stop(struct vcpu *vcpu);
+
+#endif

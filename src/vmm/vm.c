@@ -1,0 +1,192 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "vmm/kvm.h"
+#include "vmm/vcpu.h"
+
+/* Intel needs these two pages for real-mode emulation; they sit just below the BIOS. */
+#define VM_TSS_ADDR         0xfffbd000ULL
+#define VM_IDENTITY_MAP     0xfffbc000ULL
+
+static int vm_setup_irqchip(struct vm *vm)
+{
+	struct kvm_pit_config pit = {.flags = 0};
+	uint64_t identity = VM_IDENTITY_MAP;
+
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)VM_TSS_ADDR) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0) {
+		log_error("KVM refused the TSS/identity-map pages: %s", strerror(errno));
+		return -errno;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		log_error("KVM cannot create the in-kernel interrupt controller: %s",
+			  strerror(errno));
+		return -errno;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		log_error("KVM cannot create the in-kernel PIT: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static int vm_setup_memory(struct vm *vm, uint64_t size)
+{
+	int ret = memory_init(&vm->mem, size);
+
+	if (ret != 0) {
+		log_error("cannot allocate %llu MiB of guest memory: %s",
+			  (unsigned long long)(size >> 20), strerror(-ret));
+		return ret;
+	}
+	for (unsigned i = 0; i < vm->mem.count; i++) {
+		const struct mem_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region slot = {
+			.slot = i,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uint64_t)(uintptr_t)r->hva,
+		};
+
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
+			log_error("KVM refused guest memory slot %u: %s", i, strerror(errno));
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+static int vm_setup_vcpus(struct vm *vm, unsigned count)
+{
+	vm->vcpus = calloc(count, sizeof(*vm->vcpus));
+	if (vm->vcpus == NULL)
+		return -ENOMEM;
+	/* Set first: every vCPU's CPUID describes the whole topology. */
+	vm->ncpus = count;
+	for (unsigned i = 0; i < count; i++) {
+		int ret = vcpu_create(&vm->vcpus[i], vm, i);
+
+		if (ret != 0) {
+			log_error("cannot create vCPU %u: %s", i, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg)
+{
+	int ret;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->vm_fd = -1;
+	vm->mem.memfd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->stopped, NULL);
+	bus_init(&vm->pio, "pio");
+	bus_init(&vm->mmio, "mmio");
+	vm->kvm_fd = kvm_open();
+	if (vm->kvm_fd < 0)
+		return vm->kvm_fd;
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		ret = -errno;
+		log_error("KVM cannot create a VM: %s", strerror(errno));
+		return ret;
+	}
+	if ((ret = vm_setup_irqchip(vm)) != 0 || (ret = vm_setup_memory(vm, cfg->memory)) != 0 ||
+	    (ret = vm_setup_vcpus(vm, cfg->cpus)) != 0)
+		return ret;
+	return 0;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	vm->vcpus = NULL;
+	vm->ncpus = 0;
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	memory_destroy(&vm->mem);
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+	pthread_cond_destroy(&vm->stopped);
+	pthread_mutex_destroy(&vm->lock);
+	vm->vm_fd = vm->kvm_fd = -1;
+}
+
+void vm_request_stop(struct vm *vm, enum vm_action action, const char *reason)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->stop_requested) {
+		vm->stop_requested = true;
+		vm->stop_action = action;
+		snprintf(vm->stop_reason, sizeof(vm->stop_reason), "%s", reason ? reason : "");
+		pthread_cond_broadcast(&vm->stopped);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+bool vm_stop_requested(struct vm *vm)
+{
+	bool stop;
+
+	pthread_mutex_lock(&vm->lock);
+	stop = vm->stop_requested;
+	pthread_mutex_unlock(&vm->lock);
+	return stop;
+}
+
+enum vm_action vm_run(struct vm *vm)
+{
+	enum vm_action action;
+	unsigned started = 0;
+
+	for (; started < vm->ncpus; started++) {
+		int ret = vcpu_start(&vm->vcpus[started]);
+
+		if (ret != 0) {
+			vm_request_stop(vm, VM_FATAL, "cannot start a vCPU thread");
+			break;
+		}
+	}
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->stop_requested)
+		pthread_cond_wait(&vm->stopped, &vm->lock);
+	action = vm->stop_action;
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < started; i++)
+		vcpu_stop(&vm->vcpus[i]);
+	return action;
+}
+
+void vm_set_irq(void *opaque, uint32_t gsi, bool level)
+{
+	struct vm *vm = opaque;
+	struct kvm_irq_level irq = {.irq = gsi, .level = level ? 1 : 0};
+
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+		log_debug("KVM_IRQ_LINE %u failed: %s", gsi, strerror(errno));
+}
+
+unsigned vm_max_cpus(int kvm_fd)
+{
+	int max = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+
+	if (max <= 0)
+		max = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	return max > 0 ? (unsigned)max : 1;
+}

@@ -1,0 +1,66 @@
+/*
+ * A virtual machine: the KVM VM, its RAM, its buses and its vCPU threads.
+ * The machine-specific parts (boot loader, tables, devices) are attached by
+ * the caller between vm_create() and vm_run().
+ */
+#ifndef TABIQUE_VMM_VM_H
+#define TABIQUE_VMM_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus/bus.h"
+#include "vmm/action.h"
+#include "vmm/memory.h"
+
+struct vcpu;
+
+struct vm_config {
+	uint64_t memory; /* bytes of guest RAM */
+	unsigned cpus;
+};
+
+struct vm {
+	int kvm_fd;
+	int vm_fd;
+	struct guest_memory mem;
+	struct bus pio;
+	struct bus mmio;
+	struct vcpu *vcpus;
+	unsigned ncpus;
+
+	pthread_mutex_t lock; /* guards the fields below */
+	pthread_cond_t stopped;
+	bool stop_requested;
+	enum vm_action stop_action;
+	char stop_reason[160];
+};
+
+/*
+ * Creates the KVM VM with its in-kernel irqchip and PIT, guest RAM and vCPUs
+ * (not yet running). Returns 0 or a negative errno after printing one line
+ * that says what failed.
+ */
+int vm_create(struct vm *vm, const struct vm_config *cfg);
+void vm_destroy(struct vm *vm);
+
+/* Starts one thread per vCPU and blocks until the VM stops; returns why. */
+enum vm_action vm_run(struct vm *vm);
+
+/*
+ * Asks the VM to stop for the given reason (first request wins). Safe from any
+ * thread, including vCPU threads and signal-free contexts. reason may be NULL.
+ */
+void vm_request_stop(struct vm *vm, enum vm_action action, const char *reason);
+
+/* True once a stop was requested. */
+bool vm_stop_requested(struct vm *vm);
+
+/* Drives a GSI of the in-kernel IOAPIC; fits struct irq_line's set(). */
+void vm_set_irq(void *vm, uint32_t gsi, bool level);
+
+/* Largest vCPU count this host's KVM allows (KVM_CAP_MAX_VCPUS). */
+unsigned vm_max_cpus(int kvm_fd);
+
+#endif
