@@ -23,10 +23,10 @@
 
 /* Exit codes of `tabique check` (also in --help and docs/check.md). */
 enum check_exit {
-	CHECK_FAST = 0,     /* guests run at hardware speed */
+	CHECK_FAST = 0,	    /* guests run at hardware speed */
 	CHECK_ERROR = 1,    /* the check itself failed */
 	CHECK_USAGE = 2,    /* bad command line */
-	CHECK_SLOW = 3,     /* KVM works but emulates guest kernel code */
+	CHECK_SLOW = 3,	    /* KVM works but emulates guest kernel code */
 	CHECK_UNUSABLE = 4, /* no KVM, no permission, bad API, missing capability */
 };
 
@@ -38,6 +38,8 @@ struct check_cap {
 	const char *why; /* for optional ones */
 };
 
+/* One capability per line; clang-format cannot lay out the macro. */
+/* clang-format off */
 #define CAP(id, req, val, why) {#id, id, req, val, why}
 
 static const struct check_cap check_caps[] = {
@@ -54,6 +56,7 @@ static const struct check_cap check_caps[] = {
 	CAP(KVM_CAP_DIRTY_LOG_RING, false, true, "for live migration"),
 	CAP(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, false, false, "for live migration"),
 };
+/* clang-format on */
 
 #define CHECK_NCAPS (sizeof(check_caps) / sizeof(check_caps[0]))
 
@@ -67,32 +70,33 @@ struct check_report {
 	bool cpuinfo_read;
 	bool vmx, svm, hypervisor;
 	bool modules[CHECK_NMODULES];
-	int kvm_err; /* 0 when /dev/kvm opened, else a positive errno */
-	int api_version; /* -1 when not asked */
-	int caps[CHECK_NCAPS]; /* KVM_CHECK_EXTENSION results, -1 when not asked */
+	int kvm_err;		 /* 0 when /dev/kvm opened, else a positive errno */
+	int api_version;	 /* -1 when not asked */
+	int caps[CHECK_NCAPS];	 /* KVM_CHECK_EXTENSION results, -1 when not asked */
 	const char *missing_cap; /* first missing required capability */
-	int probe_ret; /* 0, a negative errno, or 1 when not run */
+	int probe_ret;		 /* 0, a negative errno, or 1 when not run */
 	struct probe_result probe;
 	int exit_code;
 };
 
 static void check_usage(FILE *out)
 {
-	fprintf(out,
-		"usage: tabique check [--json]\n"
-		"\n"
-		"Tells whether this host can run guests at hardware speed: CPU, /dev/kvm,\n"
-		"KVM API and capabilities, then a measured probe that runs the same loop as\n"
-		"guest kernel code (CPL0) and as guest user code (CPL3), %d ms each.\n"
-		"\n"
-		"  --json   one JSON object on stdout instead of the report\n"
-		"\n"
-		"exit status: 0 guests run at hardware speed\n"
-		"             1 error while running the check\n"
-		"             2 bad command line\n"
-		"             3 KVM usable but guest kernel code is emulated (slow)\n"
-		"             4 KVM unusable (missing, no permission, bad API, missing capability)\n",
-		PROBE_BUDGET_MS);
+	fprintf(
+	    out,
+	    "usage: tabique check [--json]\n"
+	    "\n"
+	    "Tells whether this host can run guests at hardware speed: CPU, /dev/kvm,\n"
+	    "KVM API and capabilities, then a measured probe that runs the same loop as\n"
+	    "guest kernel code (CPL0) and as guest user code (CPL3), %d ms each.\n"
+	    "\n"
+	    "  --json   one JSON object on stdout instead of the report\n"
+	    "\n"
+	    "exit status: 0 guests run at hardware speed\n"
+	    "             1 error while running the check\n"
+	    "             2 bad command line\n"
+	    "             3 KVM usable but guest kernel code is emulated (slow)\n"
+	    "             4 KVM unusable (missing, no permission, bad API, missing capability)\n",
+	    PROBE_BUDGET_MS);
 }
 
 static void check_cpuid(struct check_report *r)
@@ -219,23 +223,30 @@ static const char *check_message(const struct check_report *r, char *buf, size_t
 		snprintf(buf, len, "KVM is unusable: %s %s", KVM_DEVICE_PATH,
 			 check_kvm_advice(r->kvm_err));
 	else if (r->api_version != KVM_EXPECTED_API)
-		snprintf(buf, len, "KVM is unusable: API version %d, tabique needs %d; "
-			 "use a newer kernel", r->api_version, KVM_EXPECTED_API);
+		snprintf(buf, len,
+			 "KVM is unusable: API version %d, tabique needs %d; "
+			 "use a newer kernel",
+			 r->api_version, KVM_EXPECTED_API);
 	else if (r->missing_cap != NULL)
-		snprintf(buf, len, "KVM is unusable: this kernel's KVM lacks %s; use a newer "
-			 "kernel", r->missing_cap);
+		snprintf(buf, len,
+			 "KVM is unusable: this kernel's KVM lacks %s; use a newer "
+			 "kernel",
+			 r->missing_cap);
 	else if (r->probe_ret < 0)
 		snprintf(buf, len, "the speed probe failed: %s", strerror(-r->probe_ret));
 	else if (r->exit_code == CHECK_FAST)
-		snprintf(buf, len, "hardware speed: guest kernel code runs within %gx of guest "
-			 "user code", PROBE_SLOW_RATIO);
+		snprintf(buf, len,
+			 "hardware speed: guest kernel code runs within %gx of guest "
+			 "user code",
+			 PROBE_SLOW_RATIO);
 	else
 		snprintf(buf, len,
 			 "KVM here emulates guest kernel code (nested virtualization without "
 			 "hardware support, e.g. kvm_pvm): guest user code runs natively but guest "
 			 "kernels run ~%.0fx slower; an unmodified Linux guest will take minutes "
 			 "to hours to boot; use a host with VT-x/AMD-V (or the nested test host: "
-			 "tests/nested/run)", r->probe.ratio);
+			 "tests/nested/run)",
+			 r->probe.ratio);
 	return buf;
 }
 
@@ -345,10 +356,14 @@ static void check_json_string(const char *s)
 static const char *check_verdict_name(int exit_code)
 {
 	switch (exit_code) {
-	case CHECK_FAST: return "hardware-speed";
-	case CHECK_SLOW: return "kernel-emulated";
-	case CHECK_UNUSABLE: return "kvm-unusable";
-	default: return "error";
+	case CHECK_FAST:
+		return "hardware-speed";
+	case CHECK_SLOW:
+		return "kernel-emulated";
+	case CHECK_UNUSABLE:
+		return "kvm-unusable";
+	default:
+		return "error";
 	}
 }
 
@@ -379,8 +394,7 @@ static void check_json_kvm(const struct check_report *r)
 	printf("\"api_version\":%d,\"capabilities\":[", r->api_version);
 	for (unsigned i = 0; i < CHECK_NCAPS && r->caps[0] >= 0; i++)
 		printf("%s{\"name\":\"%s\",\"required\":%s,\"value\":%d}", i ? "," : "",
-		       check_caps[i].name, check_caps[i].required ? "true" : "false",
-		       r->caps[i]);
+		       check_caps[i].name, check_caps[i].required ? "true" : "false", r->caps[i]);
 	printf("]},");
 }
 
@@ -407,9 +421,9 @@ static void check_print_json(const struct check_report *r)
 static int check_parse(int argc, char **argv, bool *json)
 {
 	static const struct option longopts[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int opt;
 
@@ -417,8 +431,12 @@ static int check_parse(int argc, char **argv, bool *json)
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 'j': *json = true; break;
-		case 'h': check_usage(stdout); return 1;
+		case 'j':
+			*json = true;
+			break;
+		case 'h':
+			check_usage(stdout);
+			return 1;
 		default:
 			log_error("unknown option '%s': see 'tabique check --help'",
 				  argv[optind - 1]);

@@ -82,10 +82,9 @@ static int cpio_header(struct cpio *c, const struct cpio_entry *e)
 		return c->err = -EINVAL;
 	if (e->size > UINT32_MAX)
 		return c->err = -EFBIG;
-	snprintf(hdr, sizeof(hdr),
-		 "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X", c->next_ino++,
-		 e->mode, 0u, 0u, e->nlink, 0u, (uint32_t)e->size, 0u, 0u, e->rmajor, e->rminor,
-		 (uint32_t)namesize, 0u);
+	snprintf(hdr, sizeof(hdr), "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+		 c->next_ino++, e->mode, 0u, 0u, e->nlink, 0u, (uint32_t)e->size, 0u, 0u, e->rmajor,
+		 e->rminor, (uint32_t)namesize, 0u);
 	cpio_write(c, hdr, CPIO_HDR_LEN);
 	cpio_write(c, name, namesize);
 	cpio_pad4(c);
@@ -101,7 +100,8 @@ int cpio_add_dir(struct cpio *c, const char *name, mode_t mode)
 
 int cpio_add_file(struct cpio *c, const char *name, mode_t mode, const void *data, size_t len)
 {
-	struct cpio_entry e = {.name = name, .mode = S_IFREG | (mode & 07777), .nlink = 1, .size = len};
+	struct cpio_entry e = {
+	    .name = name, .mode = S_IFREG | (mode & 07777), .nlink = 1, .size = len};
 
 	if (cpio_header(c, &e))
 		return c->err;
@@ -127,8 +127,11 @@ int cpio_add_symlink(struct cpio *c, const char *name, const char *target)
 int cpio_add_node(struct cpio *c, const char *name, mode_t type, mode_t mode, unsigned int major,
 		  unsigned int minor)
 {
-	struct cpio_entry e = {.name = name, .mode = type | (mode & 07777), .nlink = 1,
-			       .rmajor = major, .rminor = minor};
+	struct cpio_entry e = {.name = name,
+			       .mode = type | (mode & 07777),
+			       .nlink = 1,
+			       .rmajor = major,
+			       .rminor = minor};
 
 	if (type != S_IFCHR && type != S_IFBLK)
 		return c->err ? c->err : (c->err = -EINVAL);

@@ -92,7 +92,8 @@ static int kmods_load_list(struct kmods_ctx *ctx, const char *file, int builtin)
 	if (!f) {
 		err = -errno;
 		log_error("cannot read %s: %s; the kernel package looks incomplete, run "
-			  "'tabique prepare-guest --force'", path, strerror(errno));
+			  "'tabique prepare-guest --force'",
+			  path, strerror(errno));
 		return err;
 	}
 	while (!err && (len = getline(&line, &cap, f)) > 0) {
@@ -146,7 +147,8 @@ static int kmods_visit_deps(struct kmods_ctx *ctx, struct kmod *m, char *deps)
 		d = kmods_find(ctx, dep);
 		if (!d) {
 			log_error("module %s needs %s, which its kernel package lacks; the package "
-				  "looks broken, try 'tabique prepare-guest --force'", m->name, dep);
+				  "looks broken, try 'tabique prepare-guest --force'",
+				  m->name, dep);
 			return -ENOENT;
 		}
 		err = kmods_visit(ctx, d);
@@ -166,7 +168,8 @@ static int kmods_visit(struct kmods_ctx *ctx, struct kmod *m)
 		return 0;
 	if (m->state == KMOD_VISITING) {
 		log_error("module %s depends on itself through its dependencies; the kernel "
-			  "package looks broken", m->name);
+			  "package looks broken",
+			  m->name);
 		return -ELOOP;
 	}
 	m->state = KMOD_VISITING;
@@ -174,7 +177,8 @@ static int kmods_visit(struct kmods_ctx *ctx, struct kmod *m)
 	err = modinfo_depends_file(path, deps, sizeof(deps));
 	if (err) {
 		log_error("cannot read the dependencies of module %s: %s; try 'tabique "
-			  "prepare-guest --force'", path, strerror(-err));
+			  "prepare-guest --force'",
+			  path, strerror(-err));
 		return err;
 	}
 	err = kmods_visit_deps(ctx, m, deps);

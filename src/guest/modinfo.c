@@ -39,7 +39,8 @@ static int modinfo_ehdr(const uint8_t *buf, size_t len, Elf64_Ehdr *eh)
 	memcpy(eh, buf, sizeof(*eh));
 	if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
 	    eh->e_ident[EI_DATA] != ELFDATA2LSB || eh->e_shentsize != sizeof(Elf64_Shdr) ||
-	    eh->e_shstrndx >= eh->e_shnum || eh->e_shoff > len)
+	    eh->e_shstrndx >= eh->e_shnum ||
+	    !modinfo_in_bounds(eh->e_shoff, (uint64_t)eh->e_shnum * sizeof(Elf64_Shdr), len))
 		return -ENOEXEC;
 	return 0;
 }

@@ -31,27 +31,36 @@
 
 #define PROBE_PORT 0xe9 /* nothing else lives in this VM: any port would do */
 
+/*
+ * The TSS grants CPL3 the probe port through its I/O bitmap, not only through
+ * IOPL=3: kvm_pvm drops IOPL on the way to CPL3, but the KVM instruction
+ * emulator that handles the resulting #GP honours the bitmap.
+ */
+#define PROBE_TSS_IOMAP_BASE 102  /* offset of the bitmap's offset in a 64-bit TSS */
+#define PROBE_TSS_BITMAP     0x68 /* the bitmap, right after the TSS */
+#define PROBE_TSS_LIMIT	     (PROBE_TSS_BITMAP + 0x100 / 8) /* ports 0..0xff, then 0xff */
+
 /* Selectors of the probe GDT (user ones carry RPL 3). */
 #define PROBE_SEL_KCODE 0x08
 #define PROBE_SEL_KDATA 0x10
 #define PROBE_SEL_UCODE 0x1b
 #define PROBE_SEL_UDATA 0x23
-#define PROBE_SEL_TSS   0x28
+#define PROBE_SEL_TSS	0x28
 
 #define PTE_P  0x01ULL
 #define PTE_RW 0x02ULL
 #define PTE_US 0x04ULL
 #define PTE_PS 0x80ULL
 
-#define CR0_PE 0x00000001ULL
-#define CR0_MP 0x00000002ULL
-#define CR0_ET 0x00000010ULL
-#define CR0_NE 0x00000020ULL
-#define CR0_WP 0x00010000ULL
-#define CR0_PG 0x80000000ULL
-#define CR4_PAE     0x20ULL
-#define EFER_LME    0x100ULL
-#define EFER_LMA    0x400ULL
+#define CR0_PE	     0x00000001ULL
+#define CR0_MP	     0x00000002ULL
+#define CR0_ET	     0x00000010ULL
+#define CR0_NE	     0x00000020ULL
+#define CR0_WP	     0x00010000ULL
+#define CR0_PG	     0x80000000ULL
+#define CR4_PAE	     0x20ULL
+#define EFER_LME     0x100ULL
+#define EFER_LMA     0x400ULL
 #define RFLAGS_FIXED 0x2ULL
 #define RFLAGS_IOPL3 0x3000ULL /* lets CPL3 execute in/out */
 
@@ -61,6 +70,7 @@
  * one, so even a very slow CPU reports progress many times per second and
  * the host decides when to stop; no guest ever has to finish a fixed count.
  */
+/* clang-format off */
 static const uint8_t probe_code[] = {
 	0xe5, PROBE_PORT, /* 0x0: in $PROBE_PORT, %eax   chunk done, next size */
 	0x89, 0xc1,       /* 0x2: mov %eax, %ecx */
@@ -70,13 +80,14 @@ static const uint8_t probe_code[] = {
 	0x75, 0xfc,       /* 0xa: jnz 0x8                ... and jnz */
 	0xeb, 0xf2,       /* 0xc: jmp 0x0 */
 };
+/* clang-format on */
 
 /* Chunk sizing: start tiny, aim at PROBE_CHUNK_NS per chunk. */
 #define PROBE_FIRST_CHUNK 256U
-#define PROBE_MAX_CHUNK   0x80000000U
-#define PROBE_CHUNK_NS    10000000ULL
-#define PROBE_STEADY_NS   1000000ULL /* shorter chunks are mostly exit overhead */
-#define PROBE_GRACE_MS    2000       /* past the budget, the guest is stuck */
+#define PROBE_MAX_CHUNK	  0x80000000U
+#define PROBE_CHUNK_NS	  10000000ULL
+#define PROBE_STEADY_NS	  1000000ULL /* shorter chunks are mostly exit overhead */
+#define PROBE_GRACE_MS	  2000	     /* past the budget, the guest is stuck */
 #define PROBE_WATCHDOG_NS 50000000LL /* re-fire period of the watchdog */
 
 #define NSEC 1000000000ULL
@@ -116,8 +127,9 @@ static void probe_put64(uint8_t *ram, uint64_t gpa, uint64_t value)
 
 static void probe_fill_memory(uint8_t *ram)
 {
-	uint64_t tss_lo = 0x67 | (PROBE_TSS & 0xffffff) << 16 | 0x8bULL << 40 |
+	uint64_t tss_lo = PROBE_TSS_LIMIT | (PROBE_TSS & 0xffffff) << 16 | 0x8bULL << 40 |
 			  (PROBE_TSS >> 24 & 0xff) << 56;
+	uint16_t iomap = PROBE_TSS_BITMAP;
 
 	probe_put64(ram, PROBE_PML4, PROBE_PDPT | PTE_P | PTE_RW | PTE_US);
 	probe_put64(ram, PROBE_PDPT, PROBE_PD | PTE_P | PTE_RW | PTE_US);
@@ -129,6 +141,9 @@ static void probe_fill_memory(uint8_t *ram)
 	probe_put64(ram, PROBE_GDT + (PROBE_SEL_UDATA & ~3), 0x00cff3000000ffffULL);
 	probe_put64(ram, PROBE_GDT + PROBE_SEL_TSS, tss_lo);
 	probe_put64(ram, PROBE_GDT + PROBE_SEL_TSS + 8, PROBE_TSS >> 32);
+	/* The bitmap itself stays zero (every port allowed) up to its 0xff terminator. */
+	memcpy(ram + PROBE_TSS + PROBE_TSS_IOMAP_BASE, &iomap, sizeof(iomap));
+	ram[PROBE_TSS + PROBE_TSS_LIMIT] = 0xff;
 	memcpy(ram + PROBE_CODE, probe_code, sizeof(probe_code));
 }
 
@@ -155,14 +170,14 @@ static int probe_fail(const char *what)
 static int probe_vm_map(int kvm_fd, struct probe_vm *p)
 {
 	struct kvm_userspace_memory_region region = {
-		.slot = 0,
-		.guest_phys_addr = 0,
-		.memory_size = PROBE_RAM_SIZE,
+	    .slot = 0,
+	    .guest_phys_addr = 0,
+	    .memory_size = PROBE_RAM_SIZE,
 	};
 	int size;
 
-	p->ram = mmap(NULL, PROBE_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		      -1, 0);
+	p->ram =
+	    mmap(NULL, PROBE_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p->ram == MAP_FAILED) {
 		p->ram = NULL;
 		return probe_fail("cannot allocate guest memory");
@@ -199,16 +214,16 @@ static int probe_vm_open(int kvm_fd, struct probe_vm *p)
 static struct kvm_segment probe_segment(uint16_t selector, bool code)
 {
 	struct kvm_segment s = {
-		.base = 0,
-		.limit = 0xffffffff,
-		.selector = selector,
-		.type = code ? 0xb : 0x3, /* execute/read or read/write, accessed */
-		.present = 1,
-		.dpl = selector & 3,
-		.db = code ? 0 : 1,
-		.s = 1,
-		.l = code ? 1 : 0,
-		.g = 1,
+	    .base = 0,
+	    .limit = 0xffffffff,
+	    .selector = selector,
+	    .type = code ? 0xb : 0x3, /* execute/read or read/write, accessed */
+	    .present = 1,
+	    .dpl = selector & 3,
+	    .db = code ? 0 : 1,
+	    .s = 1,
+	    .l = code ? 1 : 0,
+	    .g = 1,
 	};
 
 	return s;
@@ -227,7 +242,7 @@ static void probe_set_segments(struct kvm_sregs *sregs, bool user)
 	sregs->gs = data;
 	memset(&sregs->tr, 0, sizeof(sregs->tr));
 	sregs->tr.base = PROBE_TSS;
-	sregs->tr.limit = 0x67;
+	sregs->tr.limit = PROBE_TSS_LIMIT;
 	sregs->tr.selector = PROBE_SEL_TSS;
 	sregs->tr.type = 0xb; /* busy 64-bit TSS, as VM entry requires */
 	sregs->tr.present = 1;
@@ -278,8 +293,8 @@ static int probe_watchdog_arm(struct probe_watchdog *w, long timeout_ms)
 	struct sigaction sa = {.sa_handler = probe_alarm};
 	struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGALRM};
 	struct itimerspec its = {
-		.it_value = {timeout_ms / 1000, timeout_ms % 1000 * 1000000L},
-		.it_interval = {0, PROBE_WATCHDOG_NS},
+	    .it_value = {timeout_ms / 1000, timeout_ms % 1000 * 1000000L},
+	    .it_interval = {0, PROBE_WATCHDOG_NS},
 	};
 	sigset_t alrm;
 
@@ -325,7 +340,8 @@ static int probe_run_to_port(struct probe_vm *p, uint64_t deadline_ns)
 				return probe_fail("KVM_RUN");
 			if (probe_now_ns() < deadline_ns)
 				continue;
-			log_error("speed probe: the guest stopped answering; KVM may be broken here");
+			log_error(
+			    "speed probe: the guest stopped answering; KVM may be broken here");
 			return -ETIMEDOUT;
 		}
 		if (run->exit_reason == KVM_EXIT_IO && run->io.direction == KVM_EXIT_IO_IN &&
@@ -448,9 +464,9 @@ static const char *probe_cpuinfo_flags_line(const char *text)
 		const char *colon = strchr(line, ':');
 		const char *eol = strchr(line, '\n');
 
-		if (strncmp(line, "flags", 5) == 0 && (line[5] == ' ' || line[5] == '\t' ||
-						       line[5] == ':') &&
-		    colon != NULL && (eol == NULL || colon < eol))
+		if (strncmp(line, "flags", 5) == 0 &&
+		    (line[5] == ' ' || line[5] == '\t' || line[5] == ':') && colon != NULL &&
+		    (eol == NULL || colon < eol))
 			return colon + 1;
 		line = eol != NULL ? eol + 1 : NULL;
 	}

@@ -17,18 +17,18 @@
 
 struct probe_rate {
 	uint64_t iterations; /* loop iterations counted */
-	double seconds;      /* guest time they took */
+	double seconds;	     /* guest time they took */
 	double per_second;   /* iterations / seconds; 0 when nothing was counted */
 };
 
 struct probe_result {
 	struct probe_rate kernel; /* the loop at CPL0, 64-bit mode */
-	struct probe_rate user;   /* the same loop at CPL3 */
-	double ratio;             /* user / kernel; 0 when the kernel rate is 0 */
+	struct probe_rate user;	  /* the same loop at CPL3 */
+	double ratio;		  /* user / kernel; 0 when the kernel rate is 0 */
 };
 
 enum probe_verdict {
-	PROBE_HARDWARE_SPEED, /* guest kernel code runs within PROBE_SLOW_RATIO of user code */
+	PROBE_HARDWARE_SPEED,  /* guest kernel code runs within PROBE_SLOW_RATIO of user code */
 	PROBE_KERNEL_EMULATED, /* guest kernel code is emulated: real kernels crawl */
 };
 

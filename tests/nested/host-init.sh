@@ -74,7 +74,7 @@ setsid -c chroot $R /usr/bin/env -i \
 	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 	HOME=/root TERM=linux LANG=C.UTF-8 PS1='nested-host# ' \
 	/bin/sh -i <>/dev/ttyS0 >&0 2>&0
-say "shell exited, powering off"
+say "shell exited with status $?, powering off"
 sync
 poweroff -f
 sleep 60

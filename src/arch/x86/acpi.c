@@ -8,40 +8,40 @@
 /* Tables are copied byte for byte into the guest, which is little-endian. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "host must be little-endian");
 
-#define ACPI_OEM_ID       "TBQUE "
+#define ACPI_OEM_ID	  "TBQUE "
 #define ACPI_OEM_TABLE_ID "TABIQUE "
-#define ACPI_CREATOR_ID   "TBQE"
-#define ACPI_HYPERVISOR   "TABIQUE"
-#define ACPI_ALIGN        16 /* RSDP must be 16-aligned; 8 is enough for the rest */
+#define ACPI_CREATOR_ID	  "TBQE"
+#define ACPI_HYPERVISOR	  "TABIQUE"
+#define ACPI_ALIGN	  16 /* RSDP must be 16-aligned; 8 is enough for the rest */
 
 /* Table revisions we follow: ACPI 6.3. */
-#define ACPI_RSDP_REV       2
-#define ACPI_XSDT_REV       1
-#define ACPI_FADT_REV       6
-#define ACPI_FADT_MINOR     3
-#define ACPI_MADT_REV       5
-#define ACPI_DSDT_REV       2 /* 64-bit AML integers */
-#define ACPI_SCI_IRQ        9 /* never raised with hardware-reduced ACPI */
+#define ACPI_RSDP_REV	2
+#define ACPI_XSDT_REV	1
+#define ACPI_FADT_REV	6
+#define ACPI_FADT_MINOR 3
+#define ACPI_MADT_REV	5
+#define ACPI_DSDT_REV	2 /* 64-bit AML integers */
+#define ACPI_SCI_IRQ	9 /* never raised with hardware-reduced ACPI */
 
-#define ACPI_GAS_SYSTEM_IO  1
-#define ACPI_GAS_ACCESS_8   1
+#define ACPI_GAS_SYSTEM_IO 1
+#define ACPI_GAS_ACCESS_8  1
 
 /* FADT IAPC_BOOT_ARCH. */
-#define ACPI_BOOT_8042          (1u << 1)
-#define ACPI_BOOT_NO_VGA        (1u << 2)
-#define ACPI_BOOT_NO_MSI        (1u << 3) /* never set: virtio-pci uses MSI-X */
-#define ACPI_BOOT_NO_CMOS_RTC   (1u << 5)
+#define ACPI_BOOT_8042	      (1u << 1)
+#define ACPI_BOOT_NO_VGA      (1u << 2)
+#define ACPI_BOOT_NO_MSI      (1u << 3) /* never set: virtio-pci uses MSI-X */
+#define ACPI_BOOT_NO_CMOS_RTC (1u << 5)
 
 /* FADT flags. */
-#define ACPI_FADT_WBINVD        (1u << 0)
-#define ACPI_FADT_PWR_BUTTON    (1u << 4) /* no fixed-feature power button */
-#define ACPI_FADT_SLP_BUTTON    (1u << 5)
+#define ACPI_FADT_WBINVD	(1u << 0)
+#define ACPI_FADT_PWR_BUTTON	(1u << 4) /* no fixed-feature power button */
+#define ACPI_FADT_SLP_BUTTON	(1u << 5)
 #define ACPI_FADT_RESET_REG_SUP (1u << 10)
-#define ACPI_FADT_HW_REDUCED    (1u << 20)
+#define ACPI_FADT_HW_REDUCED	(1u << 20)
 
-#define ACPI_MADT_LAPIC         0
-#define ACPI_MADT_IOAPIC        1
-#define ACPI_MADT_ENABLED       1u
+#define ACPI_MADT_LAPIC	  0
+#define ACPI_MADT_IOAPIC  1
+#define ACPI_MADT_ENABLED 1u
 
 struct acpi_rsdp {
 	char signature[8];
@@ -264,10 +264,10 @@ static long acpi_dsdt(struct acpi_out *o, const struct acpi_config *cfg)
 static struct acpi_gas acpi_gas_io8(uint16_t port)
 {
 	return (struct acpi_gas){
-		.space_id = ACPI_GAS_SYSTEM_IO,
-		.bit_width = 8,
-		.access_size = ACPI_GAS_ACCESS_8,
-		.address = port,
+	    .space_id = ACPI_GAS_SYSTEM_IO,
+	    .bit_width = 8,
+	    .access_size = ACPI_GAS_ACCESS_8,
+	    .address = port,
 	};
 }
 
@@ -286,8 +286,8 @@ static long acpi_fadt(struct acpi_out *o, const struct acpi_config *cfg, long ds
 	f.iapc_boot_arch = ACPI_BOOT_8042 | ACPI_BOOT_NO_VGA;
 	if (!cfg->rtc_port)
 		f.iapc_boot_arch |= ACPI_BOOT_NO_CMOS_RTC;
-	f.flags = ACPI_FADT_WBINVD | ACPI_FADT_PWR_BUTTON | ACPI_FADT_SLP_BUTTON |
-		  ACPI_FADT_HW_REDUCED;
+	f.flags =
+	    ACPI_FADT_WBINVD | ACPI_FADT_PWR_BUTTON | ACPI_FADT_SLP_BUTTON | ACPI_FADT_HW_REDUCED;
 	if (cfg->reset_port) {
 		f.flags |= ACPI_FADT_RESET_REG_SUP;
 		f.reset_reg = acpi_gas_io8(cfg->reset_port);
@@ -352,9 +352,8 @@ static long acpi_xsdt(struct acpi_out *o, const long *tables, unsigned n)
 
 static void acpi_rsdp(struct acpi_out *o, long off, long xsdt)
 {
-	struct acpi_rsdp r = {.revision = ACPI_RSDP_REV,
-			      .length = sizeof(r),
-			      .xsdt_addr = o->gpa + (uint64_t)xsdt};
+	struct acpi_rsdp r = {
+	    .revision = ACPI_RSDP_REV, .length = sizeof(r), .xsdt_addr = o->gpa + (uint64_t)xsdt};
 
 	/* No RSDT: a 64-bit guest reads the XSDT. */
 	memcpy(r.signature, "RSD PTR ", sizeof(r.signature));

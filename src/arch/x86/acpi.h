@@ -16,25 +16,26 @@
  * What the guest writes to the sleep control register (ACPI 6.x, 4.8.3.7)
  * to enter S5: SLP_EN | SLP_TYP << 2, i.e. 0x34 for the DSDT's \_S5_.
  */
-#define ACPI_S5_SLP_TYP          5
-#define ACPI_SLEEP_CTL_SLP_EN    0x20
-#define ACPI_SLEEP_CTL_TYP(v)    (((v) >> 2) & 0x07)
+#define ACPI_S5_SLP_TYP	      5
+#define ACPI_SLEEP_CTL_SLP_EN 0x20
+#define ACPI_SLEEP_CTL_TYP(v) (((v) >> 2) & 0x07)
 /* Sleep status register: set by the platform when it wakes. */
-#define ACPI_SLEEP_STS_WAK_STS   0x80
+#define ACPI_SLEEP_STS_WAK_STS 0x80
 
 struct acpi_config {
-	unsigned ncpus;           /* local APIC ids 0..ncpus-1, all enabled; 1..ACPI_MAX_CPUS */
-	uint64_t ioapic_addr;     /* LAYOUT_IOAPIC; below 4 GiB */
+	unsigned ncpus;		  /* local APIC ids 0..ncpus-1, all enabled; 1..ACPI_MAX_CPUS */
+	uint64_t ioapic_addr;	  /* LAYOUT_IOAPIC; below 4 GiB */
 	uint32_t ioapic_gsi_base; /* 0 */
-	uint64_t lapic_addr;      /* LAYOUT_LAPIC; below 4 GiB */
-	uint16_t sleep_ctl_port, sleep_sts_port; /* PORT_ACPI_SLEEP_CTL/STS */
-	uint16_t reset_port;      /* PORT_ACPI_RESET */
-	uint8_t reset_value;      /* ACPI_RESET_VALUE */
-	uint16_t pvpanic_port;    /* PORT_PVPANIC, 0 = no pvpanic device */
-	uint16_t com1_port;       /* 0 = not described */
-	uint8_t com1_irq;         /* ISA IRQ 1-15, 0 = none */
-	uint16_t rtc_port;        /* 0 = not described (and flagged absent in the FADT) */
-	uint8_t rtc_irq;          /* ISA IRQ 1-15, 0 = none */
+	uint64_t lapic_addr;	  /* LAYOUT_LAPIC; below 4 GiB */
+	uint16_t sleep_ctl_port;  /* PORT_ACPI_SLEEP_CTL */
+	uint16_t sleep_sts_port;  /* PORT_ACPI_SLEEP_STS */
+	uint16_t reset_port;	  /* PORT_ACPI_RESET, 0 = no reset register */
+	uint8_t reset_value;	  /* ACPI_RESET_VALUE */
+	uint16_t pvpanic_port;	  /* PORT_PVPANIC, 0 = no pvpanic device */
+	uint16_t com1_port;	  /* 0 = not described */
+	uint8_t com1_irq;	  /* ISA IRQ 1-15, 0 = none */
+	uint16_t rtc_port;	  /* 0 = not described, FADT: no RTC */
+	uint8_t rtc_irq;	  /* ISA IRQ 1-15, 0 = none */
 };
 
 /*

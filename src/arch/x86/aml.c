@@ -4,34 +4,34 @@
 #include <string.h>
 
 /* Opcodes and prefixes (ACPI 6.x, 20.2). */
-#define AML_ZERO_OP       0x00
-#define AML_ONE_OP        0x01
-#define AML_NAME_OP       0x08
-#define AML_BYTE_PREFIX   0x0a
-#define AML_WORD_PREFIX   0x0b
+#define AML_ZERO_OP	  0x00
+#define AML_ONE_OP	  0x01
+#define AML_NAME_OP	  0x08
+#define AML_BYTE_PREFIX	  0x0a
+#define AML_WORD_PREFIX	  0x0b
 #define AML_DWORD_PREFIX  0x0c
 #define AML_STRING_PREFIX 0x0d
 #define AML_QWORD_PREFIX  0x0e
-#define AML_SCOPE_OP      0x10
-#define AML_BUFFER_OP     0x11
-#define AML_PACKAGE_OP    0x12
-#define AML_METHOD_OP     0x14
-#define AML_DUAL_NAME     0x2e
-#define AML_MULTI_NAME    0x2f
-#define AML_EXT_OP        0x5b
-#define AML_DEVICE_OP     0x82 /* after AML_EXT_OP */
-#define AML_ROOT_CHAR     '\\'
-#define AML_PARENT_CHAR   '^'
-#define AML_RETURN_OP     0xa4
+#define AML_SCOPE_OP	  0x10
+#define AML_BUFFER_OP	  0x11
+#define AML_PACKAGE_OP	  0x12
+#define AML_METHOD_OP	  0x14
+#define AML_DUAL_NAME	  0x2e
+#define AML_MULTI_NAME	  0x2f
+#define AML_EXT_OP	  0x5b
+#define AML_DEVICE_OP	  0x82 /* after AML_EXT_OP */
+#define AML_ROOT_CHAR	  '\\'
+#define AML_PARENT_CHAR	  '^'
+#define AML_RETURN_OP	  0xa4
 
 /* Resource descriptor tags (ACPI 6.x, 6.4). */
-#define AML_RES_IRQ        0x23 /* small, 3 bytes of data */
-#define AML_RES_IO         0x47 /* small, 7 bytes of data */
-#define AML_RES_END        0x79 /* small, 1 byte: checksum */
+#define AML_RES_IRQ	   0x23 /* small, 3 bytes of data */
+#define AML_RES_IO	   0x47 /* small, 7 bytes of data */
+#define AML_RES_END	   0x79 /* small, 1 byte: checksum */
 #define AML_RES_MEM32FIXED 0x86
 #define AML_RES_DWORD_ADDR 0x87
 #define AML_RES_WORD_ADDR  0x88
-#define AML_RES_EXT_IRQ    0x89
+#define AML_RES_EXT_IRQ	   0x89
 #define AML_RES_QWORD_ADDR 0x8a
 
 void aml_init(struct aml *a, uint8_t *buf, size_t cap)
@@ -144,7 +144,7 @@ static unsigned aml_int_encode(uint8_t out[9], uint64_t v)
 	}
 	unsigned n = v <= 0xff ? 1 : v <= 0xffff ? 2 : v <= 0xffffffff ? 4 : 8;
 
-	out[0] = n == 1 ? AML_BYTE_PREFIX
+	out[0] = n == 1	  ? AML_BYTE_PREFIX
 		 : n == 2 ? AML_WORD_PREFIX
 		 : n == 4 ? AML_DWORD_PREFIX
 			  : AML_QWORD_PREFIX;
@@ -451,8 +451,7 @@ void aml_res_mem32_fixed(struct aml *a, uint32_t base, uint32_t len, bool writab
 }
 
 /* The three address space descriptors differ only in tag and field width. */
-static void aml_res_addr(struct aml *a, uint8_t tag, unsigned width,
-			 const struct aml_addr_space *s)
+static void aml_res_addr(struct aml *a, uint8_t tag, unsigned width, const struct aml_addr_space *s)
 {
 	const uint64_t f[5] = {s->granularity, s->min, s->max, s->translation, s->len};
 	uint64_t limit = width == 8 ? UINT64_MAX : (1ULL << (8 * width)) - 1;
@@ -494,14 +493,14 @@ static void aml_res_window(struct aml *a, unsigned width, uint8_t type, uint8_t 
 			   uint64_t min, uint64_t max)
 {
 	static const uint8_t tags[9] = {
-		[2] = AML_RES_WORD_ADDR, [4] = AML_RES_DWORD_ADDR, [8] = AML_RES_QWORD_ADDR};
+	    [2] = AML_RES_WORD_ADDR, [4] = AML_RES_DWORD_ADDR, [8] = AML_RES_QWORD_ADDR};
 	struct aml_addr_space s = {
-		.type = type,
-		.flags = AML_ADDR_MIN_FIXED | AML_ADDR_MAX_FIXED,
-		.type_flags = type_flags,
-		.min = min,
-		.max = max,
-		.len = max - min + 1,
+	    .type = type,
+	    .flags = AML_ADDR_MIN_FIXED | AML_ADDR_MAX_FIXED,
+	    .type_flags = type_flags,
+	    .min = min,
+	    .max = max,
+	    .len = max - min + 1,
 	};
 
 	/* A whole 2^64 window has no length; oversize lengths fail in aml_res_addr. */

@@ -94,10 +94,10 @@ size_t aml_restemplate_begin(struct aml *a);
 void aml_restemplate_end(struct aml *a, size_t mark);
 
 /* Interrupt flags for the IRQ descriptors; 0 is level, active-high, exclusive. */
-#define AML_IRQ_EDGE       0x01u
+#define AML_IRQ_EDGE	   0x01u
 #define AML_IRQ_ACTIVE_LOW 0x02u
-#define AML_IRQ_SHARED     0x04u
-#define AML_IRQ_ISA        AML_IRQ_EDGE /* ISA: edge, active-high, exclusive */
+#define AML_IRQ_SHARED	   0x04u
+#define AML_IRQ_ISA	   AML_IRQ_EDGE /* ISA: edge, active-high, exclusive */
 
 /* IO(Decode16, min, max, align, len): small I/O port descriptor. */
 void aml_res_io(struct aml *a, uint16_t min, uint16_t max, uint8_t align, uint8_t len);
@@ -120,7 +120,7 @@ void aml_res_mem32_fixed(struct aml *a, uint32_t base, uint32_t len, bool writab
 #define AML_ADDR_MAX_FIXED  0x08u
 
 /* Type-specific flags for AML_ADDR_MEM. */
-#define AML_MEM_RW             0x01u
+#define AML_MEM_RW	       0x01u
 #define AML_MEM_NON_CACHEABLE  (0u << 1)
 #define AML_MEM_CACHEABLE      (1u << 1)
 #define AML_MEM_WRITE_COMBINED (2u << 1)
@@ -129,8 +129,8 @@ void aml_res_mem32_fixed(struct aml *a, uint32_t base, uint32_t len, bool writab
 #define AML_IO_ENTIRE_RANGE 0x03u
 
 struct aml_addr_space {
-	uint8_t type;       /* AML_ADDR_* */
-	uint8_t flags;      /* AML_ADDR_CONSUMER | ... */
+	uint8_t type;	    /* AML_ADDR_* */
+	uint8_t flags;	    /* AML_ADDR_CONSUMER | ... */
 	uint8_t type_flags; /* AML_MEM_* or AML_IO_* */
 	uint64_t granularity, min, max, translation, len;
 };

@@ -137,15 +137,15 @@ static int boot_kernel_placement(const struct setup_header *hdr, uint64_t low_ra
 	return 0;
 }
 
-static int boot_load_initrd(struct vm *vm, const char *path, struct boot_params *bp,
+static int boot_load_initrd(struct guest_memory *mem, const char *path, struct boot_params *bp,
 			    uint64_t kernel_end)
 {
-	uint64_t top = memory_low_size(&vm->mem), addr;
+	uint64_t top = memory_low_size(mem), addr;
 	uint8_t *data;
 	size_t size;
 	int ret;
 
-	ret = boot_read_file(path, memory_low_size(&vm->mem), &data, &size);
+	ret = boot_read_file(path, memory_low_size(mem), &data, &size);
 	if (ret == -EFBIG) {
 		log_error("initrd %s does not fit in the guest's memory: give more --memory", path);
 		return ret;
@@ -163,14 +163,14 @@ static int boot_load_initrd(struct vm *vm, const char *path, struct boot_params 
 		free(data);
 		return -ENOMEM;
 	}
-	memory_write(&vm->mem, addr, data, size);
+	memory_write(mem, addr, data, size);
 	free(data);
 	bp->hdr.ramdisk_image = (uint32_t)addr;
 	bp->hdr.ramdisk_size = (uint32_t)size;
 	return 0;
 }
 
-static int boot_write_cmdline(struct vm *vm, const char *cmdline, struct boot_params *bp)
+static int boot_write_cmdline(struct guest_memory *mem, const char *cmdline, struct boot_params *bp)
 {
 	size_t len = strlen(cmdline);
 	uint32_t max = bp->hdr.cmdline_size ? bp->hdr.cmdline_size : 255;
@@ -180,13 +180,13 @@ static int boot_write_cmdline(struct vm *vm, const char *cmdline, struct boot_pa
 			  max);
 		return -E2BIG;
 	}
-	memory_write(&vm->mem, LAYOUT_CMDLINE, cmdline, len + 1);
+	memory_write(mem, LAYOUT_CMDLINE, cmdline, len + 1);
 	bp->hdr.cmd_line_ptr = (uint32_t)LAYOUT_CMDLINE;
 	return 0;
 }
 
 /* Fills the zero page from the image's setup header, as a boot loader does. */
-static int boot_fill_params(struct vm *vm, const uint8_t *image, size_t size,
+static int boot_fill_params(struct guest_memory *mem, const uint8_t *image, size_t size,
 			    struct boot_params *bp)
 {
 	size_t hdr_end = 0x202 + image[BZ_JUMP_END];
@@ -203,15 +203,16 @@ static int boot_fill_params(struct vm *vm, const uint8_t *image, size_t size,
 	bp->hdr.loadflags &= (uint8_t)~QUIET_FLAG;
 	bp->hdr.heap_end_ptr = 0xfe00;
 	bp->hdr.vid_mode = 0xffff; /* "normal": we have no video */
-	n = e820_build(bp->e820_table, E820_MAX_ENTRIES_ZEROPAGE, memory_low_size(&vm->mem),
-		       memory_high_size(&vm->mem));
+	n = e820_build(bp->e820_table, E820_MAX_ENTRIES_ZEROPAGE, memory_low_size(mem),
+		       memory_high_size(mem));
 	if (n < 0)
 		return n;
 	bp->e820_entries = (uint8_t)n;
 	return 0;
 }
 
-int boot_load_linux(struct vm *vm, const struct boot_config *cfg)
+int boot_prepare_linux(struct guest_memory *mem, const struct boot_config *cfg,
+		       uint64_t *entry)
 {
 	struct boot_params bp;
 	size_t koff, ksize;
@@ -231,24 +232,33 @@ int boot_load_linux(struct vm *vm, const struct boot_config *cfg)
 		log_error("kernel %s %s", cfg->kernel_path, why);
 		goto out;
 	}
-	if ((ret = boot_fill_params(vm, image, size, &bp)) != 0)
+	if ((ret = boot_fill_params(mem, image, size, &bp)) != 0)
 		goto out;
-	if ((ret = boot_kernel_placement(&bp.hdr, memory_low_size(&vm->mem), &load)) != 0)
+	if ((ret = boot_kernel_placement(&bp.hdr, memory_low_size(mem), &load)) != 0)
 		goto out;
-	memory_write(&vm->mem, load, image + koff, ksize);
+	memory_write(mem, load, image + koff, ksize);
 	bp.hdr.code32_start = (uint32_t)load;
 	bp.acpi_rsdp_addr = cfg->rsdp_gpa;
 	if (cfg->initrd_path != NULL &&
-	    (ret = boot_load_initrd(vm, cfg->initrd_path, &bp, load + bp.hdr.init_size)) != 0)
+	    (ret = boot_load_initrd(mem, cfg->initrd_path, &bp, load + bp.hdr.init_size)) != 0)
 		goto out;
-	if ((ret = boot_write_cmdline(vm, cfg->cmdline ? cfg->cmdline : "", &bp)) != 0)
+	if ((ret = boot_write_cmdline(mem, cfg->cmdline ? cfg->cmdline : "", &bp)) != 0)
 		goto out;
-	memory_write(&vm->mem, LAYOUT_ZERO_PAGE, &bp, sizeof(bp));
-	ret = boot_enter_long_mode(vm, &vm->vcpus[0], load + BZ_ENTRY_64, LAYOUT_ZERO_PAGE,
-				   LAYOUT_BOOT_STACK);
+	memory_write(mem, LAYOUT_ZERO_PAGE, &bp, sizeof(bp));
+	*entry = load + BZ_ENTRY_64;
 out:
 	free(image);
 	return ret;
+}
+
+int boot_load_linux(struct vm *vm, const struct boot_config *cfg)
+{
+	uint64_t entry;
+	int ret = boot_prepare_linux(&vm->mem, cfg, &entry);
+
+	if (ret != 0)
+		return ret;
+	return boot_enter_long_mode(vm, &vm->vcpus[0], entry, LAYOUT_ZERO_PAGE, LAYOUT_BOOT_STACK);
 }
 
 /* Identity map of 0..4 GiB in 2 MiB pages, user-accessible for CPL3 test guests. */

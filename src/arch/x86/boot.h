@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct guest_memory;
 struct vm;
 struct vcpu;
 
@@ -22,6 +23,13 @@ struct boot_config {
  * the problem (not a bzImage, truncated, initrd too big ...).
  */
 int boot_load_linux(struct vm *vm, const struct boot_config *cfg);
+
+/*
+ * The memory half of boot_load_linux(), without KVM: kernel, initrd, command
+ * line and boot_params in mem; *entry is the 64-bit entry point.
+ */
+int boot_prepare_linux(struct guest_memory *mem, const struct boot_config *cfg,
+		       uint64_t *entry);
 
 /*
  * Validates a bzImage already in memory: size, "HdrS" magic, protocol >= 2.12,

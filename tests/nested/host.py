@@ -1,0 +1,313 @@
+"""NestedHost: a disposable AMD-V machine emulated by QEMU TCG, for running
+real Linux guests under KVM on machines whose own /dev/kvm is too slow.
+
+    with NestedHost() as host:
+        out, status = host.run("nproc")
+        host.send("build/tabique run ...\\n")
+        host.expect(r"tabique: default guest ready", timeout=120)
+
+The host's root filesystem is the outer machine's, read-only over 9p (see
+host-init.sh), so paths are the same inside and out.  Its console is ttyS0,
+a real tty with a shell on it; send()/expect() talk to that tty directly.
+Every wait has a timeout, and QEMU dies with the NestedHost (or with this
+process, via PR_SET_PDEATHSIG).
+"""
+
+import codecs
+import ctypes
+import itertools
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import hostimage
+
+QEMU = "qemu-system-x86_64"
+PROMPT = "nested-host# "
+TAIL_LINES = 40
+
+
+class NestedHostError(Exception):
+    pass
+
+
+class NestedHostTimeout(NestedHostError):
+    pass
+
+
+def _die_with_parent():
+    # Runs in the child between fork and exec: an orphaned TCG QEMU would
+    # otherwise spin on two cores forever.
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class Console:
+    """Collects QEMU's serial output in a thread; expect() searches it."""
+
+    MAX_BUF = 8 << 20
+
+    def __init__(self, stream, log):
+        self._stream = stream
+        self._log = log
+        self._buf = ""
+        self._pos = 0  # expect() never matches before this point
+        self._eof = False
+        self._cond = threading.Condition()
+        self.echo = None  # a binary file that also gets everything (run -i)
+        self._thread = threading.Thread(target=self._reader, daemon=True)
+        self._thread.start()
+
+    def _reader(self):
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        fd = self._stream.fileno()
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            if self._log:
+                self._log.write(data)
+                self._log.flush()
+            if self.echo and data:
+                self.echo.write(data)
+                self.echo.flush()
+            with self._cond:
+                self._buf += decoder.decode(data, final=not data)
+                self._trim()
+                self._eof = not data
+                self._cond.notify_all()
+            if not data:
+                return
+
+    def _trim(self):
+        if len(self._buf) > self.MAX_BUF:
+            cut = min(self._pos, len(self._buf) - (1 << 20))
+            self._buf = self._buf[cut:]
+            self._pos -= cut
+
+    def expect(self, pattern, timeout, what=None):
+        """Wait for pattern (regex str or compiled) after the last match.
+
+        Returns the match and consumes the output up to its end.  Raises
+        NestedHostTimeout, or NestedHostError if QEMU's output ended.
+        """
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        what = what or f"/{regex.pattern}/"
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                m = regex.search(self._buf, self._pos)
+                if m:
+                    self._pos = m.end()
+                    return m
+                if self._eof:
+                    raise NestedHostError(
+                        f"nested host console closed while waiting for "
+                        f"{what}; last output:\n{self.tail()}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise NestedHostTimeout(
+                        f"no {what} within {timeout:g} s; last "
+                        f"{TAIL_LINES} lines of console:\n{self.tail()}")
+                self._cond.wait(left)
+
+    def skip_to_end(self):
+        """Forget output seen so far: later expects only see newer text."""
+        with self._cond:
+            self._pos = len(self._buf)
+
+    def since(self, mark):
+        with self._cond:
+            return self._buf[mark:]
+
+    def tail(self, lines=TAIL_LINES):
+        text = self._buf.replace("\r\n", "\n").replace("\r", "\n")
+        return "\n".join(text.splitlines()[-lines:])
+
+    @property
+    def closed(self):
+        return self._eof
+
+
+class NestedHost:
+    """A booted nested test host; use as a context manager."""
+
+    def __init__(self, cpus=2, memory="6G", rw_shares=(), log_path=None,
+                 boot_timeout=180, mttcg=True, quiet=True):
+        """rw_shares: outer folders made writable inside (same path).
+        log_path: file that receives every byte of the console."""
+        self.cpus = cpus
+        self.memory = memory
+        self.rw_shares = [os.path.abspath(p) for p in rw_shares]
+        self.log_path = log_path
+        self.boot_timeout = boot_timeout
+        self.mttcg = mttcg
+        self.quiet = quiet
+        self.boot_seconds = None
+        self._proc = None
+        self._log = None
+        self.console = None
+        self._ids = itertools.count(1)
+
+    # --- lifecycle ----------------------------------------------------------
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def start(self):
+        image = hostimage.ensure_built()
+        self._log = open(self.log_path, "ab") if self.log_path else None
+        begin = time.monotonic()
+        self._proc = subprocess.Popen(
+            self._qemu_argv(image), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent)
+        self.console = Console(self._proc.stdout, self._log)
+        try:
+            m = self.expect(r"tabique-nested-host: (ready|FATAL.*)",
+                            self.boot_timeout, "nested host ready line")
+            if m.group(1) != "ready":
+                raise NestedHostError(f"nested host failed to boot: "
+                                      f"{m.group(1)}\n{self.tail()}")
+            self._sync()
+        except BaseException:
+            self.close()
+            raise
+        self.boot_seconds = time.monotonic() - begin
+
+    def _sync(self, timeout=60):
+        """Get a known state on the host's tty: echo off, shell at prompt."""
+        self.console.skip_to_end()
+        self.send("\n")
+        out, status = self.run("stty sane -echo; echo ok", timeout=timeout)
+        if status != 0:
+            raise NestedHostError(f"nested host shell not usable: {out}")
+
+    def _qemu_argv(self, image):
+        accel = "tcg,thread=multi" if self.mttcg else "tcg,thread=single"
+        argv = [
+            QEMU, "-accel", accel, "-cpu", "max",
+            "-smp", str(self.cpus), "-m", self.memory,
+            "-nodefaults", "-no-user-config", "-display", "none",
+            "-no-reboot", "-rtc", "base=utc",
+            "-kernel", image["kernel"], "-initrd", image["initrd"],
+            "-append", self._cmdline(),
+            "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+            "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,"
+                       "readonly=on,multidevs=remap",
+        ]
+        for i, path in enumerate(self.rw_shares):
+            argv += ["-virtfs", f"local,path={path},mount_tag=rw{i},"
+                                "security_model=none,multidevs=remap"]
+        return argv
+
+    def _cmdline(self):
+        args = ["console=ttyS0", "panic=-1", f"tabique.epoch={int(time.time())}"]
+        if self.quiet:
+            args.append("quiet")
+        shares = []
+        for i, path in enumerate(self.rw_shares):
+            if not re.fullmatch(r"/[\w./+-]*", path):
+                raise NestedHostError(f"share path unusable on a kernel "
+                                      f"command line: {path!r}")
+            shares.append(f"rw{i}:{path}")
+        if shares:
+            args.append("tabique.rw=" + ",".join(shares))
+        return " ".join(args)
+
+    def close(self, grace=10):
+        """Power the host off (exit its shell), kill QEMU if that stalls."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None and grace > 0:
+            try:
+                proc.stdin.write(b"\nexit\n")
+                proc.stdin.flush()
+                proc.wait(timeout=grace)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def restart(self):
+        self.close(grace=0)
+        self.start()
+
+    @property
+    def alive(self):
+        return self._proc is not None and self._proc.poll() is None
+
+    # --- the console ----------------------------------------------------------
+
+    def send(self, text):
+        """Type text on the host's ttyS0 (use \\n for Enter)."""
+        if not self.alive:
+            raise NestedHostError("nested host is not running; last output:\n"
+                                  + (self.console.tail() if self.console else ""))
+        data = text.encode() if isinstance(text, str) else text
+        self._proc.stdin.write(data)
+        self._proc.stdin.flush()
+
+    def expect(self, pattern, timeout, what=None):
+        """See Console.expect."""
+        return self.console.expect(pattern, timeout, what)
+
+    def skip_to_end(self):
+        self.console.skip_to_end()
+
+    def tail(self, lines=TAIL_LINES):
+        return self.console.tail(lines)
+
+    def run(self, cmd, timeout=60):
+        """Run a shell command line on the host; returns (output, status).
+
+        Output is stdout+stderr with \\r\\n turned into \\n.  The markers are
+        printed with printf so the echoed command line can never match them.
+        """
+        if len(cmd) > 3000:  # the tty's line buffer is 4 KiB in canonical mode
+            raise ValueError("command too long for the host's tty")
+        tag = f"{os.getpid()}x{next(self._ids)}"
+        self.send(f"printf '\\n__BEG%s__\\n' {tag}; {{\n{cmd}\n}}; "
+                  f"printf '\\n__END%s_%s__\\n' {tag} $?\n")
+        self.expect(f"__BEG{tag}__\r?\n", timeout, f"start of `{cmd}`")
+        m = self.expect(f"(?s)(.*?)\r?\n__END{tag}_(\\d+)__", timeout,
+                        f"end of `{cmd}`")
+        return m.group(1).replace("\r\n", "\n"), int(m.group(2))
+
+    def check(self, cmd, timeout=60):
+        """run() that raises unless the command exits 0; returns output."""
+        out, status = self.run(cmd, timeout)
+        if status != 0:
+            raise NestedHostError(f"`{cmd}` exited {status}:\n{out}")
+        return out
+
+    def recover(self, timeout=15):
+        """Bring the host's shell back after a test left something on its tty
+        (a VMM in the foreground, raw mode).  Restarts the host as a last
+        resort.  Returns True if the host had to be restarted."""
+        if self.alive:
+            # Ctrl-A x quits tabique's console; Ctrl-C and Ctrl-\ stop other
+            # foreground programs (when the tty is not raw); then fix the tty.
+            for keys in ("\x01x", "\x03", "\x1c"):
+                self.send(keys)
+                time.sleep(0.5)
+            try:
+                self._sync(timeout)
+                return False
+            except NestedHostError:
+                pass
+        self.restart()
+        return True
