@@ -87,7 +87,8 @@ int console_open(struct console *con, int in_fd, int out_fd)
 	con->out_fd = out_fd;
 	con->signal_fd = -1;
 	con->wake_fd = eventfd(0, EFD_CLOEXEC);
-	if (con->wake_fd < 0)
+	con->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (con->wake_fd < 0 || con->ready_fd < 0)
 		return -errno;
 	if ((ret = console_block_signals(con)) != 0)
 		return ret;
@@ -106,7 +107,9 @@ void console_close(struct console *con)
 		close(con->signal_fd);
 	if (con->wake_fd >= 0)
 		close(con->wake_fd);
-	con->signal_fd = con->wake_fd = -1;
+	if (con->ready_fd >= 0)
+		close(con->ready_fd);
+	con->signal_fd = con->wake_fd = con->ready_fd = -1;
 }
 
 void console_write(void *opaque, const uint8_t *buf, size_t len)
@@ -154,28 +157,27 @@ void console_filter(struct console *con, const uint8_t *in, size_t len, uint8_t 
 	*out_len = n;
 }
 
-/* Hands bytes to the UART, waiting while its receive buffer is full. */
-static bool console_feed(struct console *con, const uint8_t *buf, size_t len)
+/* Hands what is pending to the UART; the rest waits for its rx-ready wake-up. */
+static void console_flush(struct console *con)
 {
-	while (len > 0) {
-		size_t n = serial_receive(con->serial, buf, len);
+	size_t n;
 
-		if (vm_stop_requested(con->vm))
-			return false;
-		if (n == 0) {
-			/* The guest has not drained its FIFO yet; poll gently. */
-			usleep(1000);
-			continue;
-		}
-		buf += n;
-		len -= n;
-	}
-	return true;
+	if (con->pending_len == 0)
+		return;
+	n = serial_receive(con->serial, con->pending, con->pending_len);
+	memmove(con->pending, con->pending + n, con->pending_len - n);
+	con->pending_len -= n;
+}
+
+/* Room for one more read: the escape filter may double what it reads. */
+static bool console_has_room(const struct console *con)
+{
+	return con->in_fd >= 0 && sizeof(con->pending) - con->pending_len >= 2 * CONSOLE_READ;
 }
 
 static bool console_handle_input(struct console *con)
 {
-	uint8_t in[256], out[512];
+	uint8_t in[CONSOLE_READ];
 	size_t out_len;
 	bool quit;
 	ssize_t n = read(con->in_fd, in, sizeof(in));
@@ -186,14 +188,24 @@ static bool console_handle_input(struct console *con)
 		con->in_fd = -1; /* end of input: the guest keeps running, as with QEMU */
 		return true;
 	}
-	console_filter(con, in, (size_t)n, out, &out_len, &quit);
-	if (out_len > 0 && !console_feed(con, out, out_len))
-		return false;
+	console_filter(con, in, (size_t)n, con->pending + con->pending_len, &out_len, &quit);
+	con->pending_len += out_len;
 	if (quit) {
 		vm_request_stop(con->vm, VM_QUIT, "stopped with Ctrl-A x");
 		return false;
 	}
+	console_flush(con);
 	return true;
+}
+
+/* Called by the UART on a vCPU thread when it has room again: must not block. */
+static void console_rx_ready(void *opaque)
+{
+	struct console *con = opaque;
+	uint64_t one = 1;
+
+	if (write(con->ready_fd, &one, sizeof(one)) != sizeof(one))
+		log_debug("console rx-ready wake-up lost");
 }
 
 static void console_handle_signal(struct console *con)
@@ -212,19 +224,23 @@ static void *console_thread(void *arg)
 	struct console *con = arg;
 
 	for (;;) {
-		struct pollfd fds[3] = {
+		struct pollfd fds[4] = {
 			{.fd = con->wake_fd, .events = POLLIN},
 			{.fd = con->signal_fd, .events = POLLIN},
-			{.fd = con->in_fd, .events = POLLIN},
+			{.fd = con->ready_fd, .events = POLLIN},
+			{.fd = console_has_room(con) ? con->in_fd : -1, .events = POLLIN},
 		};
+		uint64_t count;
 
-		if (poll(fds, 3, -1) < 0 && errno != EINTR)
+		if (poll(fds, 4, -1) < 0 && errno != EINTR)
 			break;
 		if (fds[0].revents)
 			break;
 		if (fds[1].revents)
 			console_handle_signal(con);
-		if (fds[2].revents && !console_handle_input(con))
+		if (fds[2].revents && read(con->ready_fd, &count, sizeof(count)) > 0)
+			console_flush(con);
+		if (fds[3].revents && !console_handle_input(con))
 			break;
 	}
 	return NULL;
@@ -236,6 +252,8 @@ int console_attach(struct console *con, struct vm *vm, struct serial *serial)
 
 	con->vm = vm;
 	con->serial = serial;
+	con->pending_len = 0;
+	serial_set_rx_ready(serial, console_rx_ready, con);
 	ret = pthread_create(&con->thread, NULL, console_thread, con);
 	if (ret != 0)
 		return -ret;

@@ -16,14 +16,18 @@ struct vm;
 struct serial;
 
 #define CONSOLE_ESCAPE 0x01 /* Ctrl-A */
+#define CONSOLE_READ   256  /* bytes read from the host at a time */
 
 struct console {
 	int in_fd;
 	int out_fd;
 	int signal_fd;
-	int wake_fd; /* eventfd: console_detach() wakes the thread with it */
+	int wake_fd;  /* eventfd: console_detach() wakes the thread with it */
+	int ready_fd; /* eventfd: the UART has room for pending input again */
 	bool raw;
 	bool escape_pending;
+	uint8_t pending[4096]; /* typed but not yet taken by the UART */
+	size_t pending_len;
 	struct vm *vm;
 	struct serial *serial;
 	pthread_t thread;

@@ -48,7 +48,7 @@ static int machine_add_acpi(struct machine *m)
 		.com1_port = PORT_COM1,
 		.com1_irq = IRQ_COM1,
 		.rtc_port = PORT_RTC,
-		.rtc_irq = IRQ_RTC,
+		.rtc_irq = 0, /* no RTC interrupt yet: rtc-cmos then polls instead of waiting */
 	};
 	uint8_t *buf = gpa_to_hva(&m->vm.mem, LAYOUT_ACPI, LAYOUT_ACPI_MAX);
 	long used;

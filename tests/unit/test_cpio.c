@@ -438,10 +438,12 @@ Test(modinfo, real_module, .init = tmp_setup, .fini = tmp_teardown)
 	uint8_t *buf;
 	size_t len;
 
-	if (!find_real_module(path))
+	if (!find_real_module(path)) {
+		cr_log_warn("modinfo::real_module skipped: no ext4.ko found");
 		cr_skip_test(
 		    "no ext4.ko found (no installed Debian kernel, no TABIQUE_TEST_MODULE, "
 		    "no prepared default guest): the real-module check did not run");
+	}
 	cr_log_info("checking %s", path);
 	cr_assert_eq(modinfo_depends_file(path, out, sizeof(out)), 0, "%s", path);
 	cr_expect(strstr(out, "jbd2") && strstr(out, "mbcache"), "ext4 depends on '%s'", out);
