@@ -20,14 +20,16 @@
 #include <unistd.h>
 
 /* Cache layout: <cache>/default-guest/{vmlinuz,initrd.img,stamp} is the guest,
- * swapped in whole once complete; <cache>/prep.XXXXXX/ is a preparation in
- * progress (downloads, unpacked packages, the next default-guest/). */
+ * swapped in whole once complete; <cache>/default-guest.prep.XXXXXX/ is a
+ * preparation in progress (downloads, unpacked packages, the next guest);
+ * <cache>/default-guest.lock serializes preparations. Other cache entries
+ * belong to other parts of tabique. */
 #define GUEST_DIR	 "default-guest"
 #define GUEST_KERNEL	 "vmlinuz"
 #define GUEST_INITRD	 "initrd.img"
 #define GUEST_STAMP	 "stamp"
 #define GUEST_LOCK	 "default-guest.lock"
-#define GUEST_WORK	 "prep."
+#define GUEST_WORK	 "default-guest.prep."
 #define GUEST_STAMP_HEAD "tabique-default-guest recipe"
 #define GUEST_META_PKG	 "linux-image-amd64"
 #define GUEST_BUSYBOX	 "busybox-static"

@@ -16,7 +16,7 @@ def kernel(tmp_path_factory):
     tabique = os.environ.get("TABIQUE_BIN")
     out = subprocess.run([tabique, "prepare-guest"], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr
-    path = out.stdout.split()[0]
+    path = out.stdout.split("\n")[0].split()[1]  # "kernel  PATH"
     assert os.path.getsize(path) > 1 << 20
     return path
 
