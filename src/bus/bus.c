@@ -1,6 +1,7 @@
 #include "bus/bus.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,29 +104,38 @@ static const struct bus_range *bus_find(const struct bus *bus, uint64_t addr, ui
 	return r;
 }
 
-enum vm_action bus_read(struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len)
+/*
+ * Copies the range that holds the access, so that the handler runs without
+ * the lock: a handler may then move ranges on this very bus (a PCI BAR
+ * reprogrammed through ECAM) without deadlocking on its own read lock.
+ */
+static bool bus_lookup(struct bus *bus, uint64_t addr, uint32_t len, struct bus_range *out)
 {
 	const struct bus_range *r;
-	enum vm_action action = VM_CONTINUE;
 
-	memset(data, 0xff, len);
 	pthread_rwlock_rdlock(&bus->lock);
 	r = bus_find(bus, addr, len);
-	if (r != NULL && r->ops->read != NULL)
-		action = r->ops->read(r->opaque, addr - r->base, data, len);
+	if (r != NULL)
+		*out = *r;
 	pthread_rwlock_unlock(&bus->lock);
-	return action;
+	return r != NULL;
+}
+
+enum vm_action bus_read(struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len)
+{
+	struct bus_range r;
+
+	memset(data, 0xff, len);
+	if (!bus_lookup(bus, addr, len, &r) || r.ops->read == NULL)
+		return VM_CONTINUE;
+	return r.ops->read(r.opaque, addr - r.base, data, len);
 }
 
 enum vm_action bus_write(struct bus *bus, uint64_t addr, const uint8_t *data, uint32_t len)
 {
-	const struct bus_range *r;
-	enum vm_action action = VM_CONTINUE;
+	struct bus_range r;
 
-	pthread_rwlock_rdlock(&bus->lock);
-	r = bus_find(bus, addr, len);
-	if (r != NULL && r->ops->write != NULL)
-		action = r->ops->write(r->opaque, addr - r->base, data, len);
-	pthread_rwlock_unlock(&bus->lock);
-	return action;
+	if (!bus_lookup(bus, addr, len, &r) || r.ops->write == NULL)
+		return VM_CONTINUE;
+	return r.ops->write(r.opaque, addr - r.base, data, len);
 }

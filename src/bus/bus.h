@@ -3,6 +3,12 @@
  * call; overlapping claims are refused. A lookup is a binary search over the
  * sorted ranges. Accesses to unclaimed addresses read as all ones and writes
  * are dropped, as on real hardware.
+ *
+ * Handlers run without the bus lock, so they may register and unregister
+ * ranges (PCI BARs move at run time). The price: an access that found a
+ * range may still be in its handler after bus_unregister() returns, so a
+ * range's opaque must live until no vCPU runs (in practice: until the VM is
+ * destroyed).
  */
 #ifndef TABIQUE_BUS_BUS_H
 #define TABIQUE_BUS_BUS_H

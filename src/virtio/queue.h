@@ -25,7 +25,7 @@
 
 /* Feature bits the queue implements; the transport offers them. */
 #define VQ_F_INDIRECT_DESC 28
-#define VQ_F_EVENT_IDX     29
+#define VQ_F_EVENT_IDX	   29
 
 /*
  * One popped request. iov[0, nread) are the buffers the device reads
@@ -35,8 +35,8 @@
  * memory at any time, so copy what you check (see vq_iov_read).
  */
 struct vq_chain {
-	uint16_t head;        /* give it back with vq_push */
-	unsigned nread;       /* readable iovecs */
+	uint16_t head;	      /* give it back with vq_push */
+	unsigned nread;	      /* readable iovecs */
 	unsigned nwrite;      /* writable iovecs, after the readable ones */
 	uint32_t read_bytes;  /* sum of the readable lengths */
 	uint32_t write_bytes; /* sum of the writable lengths */
@@ -50,17 +50,17 @@ struct vq_used;
 struct virtqueue {
 	const char *name; /* for log messages; set by the device, kept by setup/reset */
 	const struct guest_memory *mem;
-	bool ready;       /* vq_setup succeeded and no vq_reset since */
-	uint16_t size;    /* power of two, 1..VQ_MAX_SIZE */
+	bool ready;    /* vq_setup succeeded and no vq_reset since */
+	uint16_t size; /* power of two, 1..VQ_MAX_SIZE */
 	uint64_t desc_gpa, avail_gpa, used_gpa;
-	bool event_idx;   /* VIRTIO_F_EVENT_IDX negotiated */
-	bool indirect;    /* VIRTIO_F_INDIRECT_DESC negotiated */
-	uint16_t last_avail;     /* next avail ring slot to pop (free-running) */
-	uint16_t used_idx;       /* our copy of used->idx (free-running) */
+	bool event_idx;		 /* VIRTIO_F_EVENT_IDX negotiated */
+	bool indirect;		 /* VIRTIO_F_INDIRECT_DESC negotiated */
+	uint16_t last_avail;	 /* next avail ring slot to pop (free-running) */
+	uint16_t used_idx;	 /* our copy of used->idx (free-running) */
 	uint16_t signalled_used; /* used_idx at the last interrupt decision */
-	bool signalled_valid;    /* false: the next decision must not be suppressed */
-	bool notify_disabled;    /* vq_disable_notify in effect */
-	bool broken;             /* a violation was seen: the device must go NEEDS_RESET */
+	bool signalled_valid;	 /* false: the next decision must not be suppressed */
+	bool notify_disabled;	 /* vq_disable_notify in effect */
+	bool broken;		 /* a violation was seen: the device must go NEEDS_RESET */
 	/* Host addresses of the rings, resolved once by vq_setup. */
 	struct vq_desc *desc;
 	struct vq_avail *avail;
@@ -73,16 +73,17 @@ struct virtqueue {
  * (4) lie wholly in guest RAM, with room for used_event/avail_event. Indices
  * start at 0. Returns 0, or -EINVAL and leaves the queue not ready.
  */
-int vq_setup(struct virtqueue *vq, const struct guest_memory *mem, uint16_t size,
-	     uint64_t desc_gpa, uint64_t avail_gpa, uint64_t used_gpa, bool event_idx,
-	     bool indirect);
+int vq_setup(struct virtqueue *vq, const struct guest_memory *mem, uint16_t size, uint64_t desc_gpa,
+	     uint64_t avail_gpa, uint64_t used_gpa, bool event_idx, bool indirect);
 
 /* Disables the queue and forgets all state except vq->name (device reset). */
 void vq_reset(struct virtqueue *vq);
 
 /*
  * Pops the next available chain into chain->iov (capacity max_iov).
- * Zero-length buffers are allowed and skipped: they take no iovec.
+ * Zero-length buffers are allowed and skipped: they take no iovec. Limits
+ * beyond the spec's: VQ_MAX_CHAIN_BYTES per chain, VQ_MAX_SIZE entries per
+ * indirect table (which may exceed the queue size, as Linux does).
  * Returns:
  *   1        a chain was popped; give it back with vq_push(head, written);
  *   0        the ring is empty, or the queue is not ready;
@@ -90,7 +91,8 @@ void vq_reset(struct virtqueue *vq);
  *            (chain->head is valid, nread = nwrite = 0), the queue stays
  *            usable; the device must vq_push(head, 0) it back (or fail);
  *   -EINVAL  a violation, or the queue was already broken: vq->broken is
- *            set (logged once), nothing is consumed.
+ *            set (logged once), nothing is consumed. Popping a chain while
+ *            size chains are outstanding is one: the driver reused a head.
  */
 int vq_pop(struct virtqueue *vq, struct vq_chain *chain, unsigned max_iov);
 

@@ -1,5 +1,7 @@
 #include "vmm/exit.h"
 
+#include "util/log.h"
+
 #include <linux/kvm.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +24,10 @@ static enum vm_action exit_io(struct vcpu *vcpu, char *reason, size_t len)
 		snprintf(reason, len, "malformed port I/O exit (size %u, count %u)", size, count);
 		return VM_FATAL;
 	}
+	if (run->io.port != 0x3f8 && run->io.port != 0x3fd)
+		log_debug("pio %s port 0x%x size %u count %u first 0x%x",
+			  run->io.direction == KVM_EXIT_IO_OUT ? "out" : "in", run->io.port, size, count,
+			  data[0]);
 	for (uint32_t i = 0; i < count && action == VM_CONTINUE; i++, data += size) {
 		if (run->io.direction == KVM_EXIT_IO_OUT)
 			action = bus_write(&vcpu->vm->pio, run->io.port, data, size);

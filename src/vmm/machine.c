@@ -1,16 +1,25 @@
 #include "vmm/machine.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot.h"
+#include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
+#include "bus/pci.h"
 #include "devices/acpi_pm.h"
 #include "devices/i8042.h"
 #include "devices/pvpanic.h"
 #include "devices/rtc.h"
 #include "util/log.h"
+#include "virtio/pci.h"
+#include "virtio/rng.h"
+#include "vmm/msi.h"
+
+/* When KVM does not say (CPUID 0x80000008 missing): what every x86-64 CPU has. */
+#define MACHINE_MIN_PHYS_BITS 36
 
 static int machine_add_devices(struct machine *m, const struct machine_config *cfg)
 {
@@ -33,6 +42,77 @@ static int machine_add_devices(struct machine *m, const struct machine_config *c
 	return 0;
 }
 
+/* Guest-physical address bits (CPUID 0x80000008 EAX[7:0]): nothing may live above them. */
+static unsigned machine_phys_bits(struct machine *m)
+{
+	struct cpuid_table *t = malloc(sizeof(*t));
+	struct kvm_cpuid_entry2 *e;
+	unsigned bits = MACHINE_MIN_PHYS_BITS;
+
+	if (t != NULL && cpuid_get_supported(m->vm.kvm_fd, t) == 0 &&
+	    (e = cpuid_find(t, 0x80000008, 0)) != NULL && (e->eax & 0xff) > bits)
+		bits = e->eax & 0xff;
+	free(t);
+	return bits > 52 ? 52 : bits;
+}
+
+/* The 64-bit BAR window: from the first GiB boundary above RAM, within the address width. */
+static void machine_place_mmio64(struct machine *m)
+{
+	uint64_t end = LAYOUT_HIGH_RAM + memory_high_size(&m->vm.mem);
+	uint64_t base = (end + LAYOUT_PCI_MMIO64_ALIGN - 1) & ~(LAYOUT_PCI_MMIO64_ALIGN - 1);
+	uint64_t limit = 1ULL << machine_phys_bits(m);
+
+	m->mmio64_base = base;
+	m->mmio64_size = 0;
+	if (base < limit)
+		m->mmio64_size =
+		    limit - base < LAYOUT_PCI_MMIO64_SIZE ? (limit - base) : LAYOUT_PCI_MMIO64_SIZE;
+}
+
+static int machine_add_rng(struct machine *m)
+{
+	int ret;
+
+	m->rng = rng_create();
+	if (m->rng == NULL)
+		return -ENOMEM;
+	if ((ret = virtio_pci_create(&m->rng_pci, rng_virtio(m->rng), &m->vm.mem, m->vm.vm_fd)) !=
+		0 ||
+	    (ret = pci_add_device(m->pci, virtio_pci_device(m->rng_pci))) != 0) {
+		log_error("cannot add the virtio entropy device: %s", strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+static int machine_add_pci(struct machine *m)
+{
+	struct pci_bus_config cfg = {
+	    .pio = &m->vm.pio,
+	    .mmio = &m->vm.mmio,
+	    .ecam_base = LAYOUT_PCI_ECAM,
+	    .mmio32_base = LAYOUT_PCI_MMIO,
+	    .mmio32_end = LAYOUT_PCI_MMIO_END,
+	};
+	int ret;
+
+	m->msi = calloc(1, sizeof(*m->msi));
+	m->pci = calloc(1, sizeof(*m->pci));
+	if (m->msi == NULL || m->pci == NULL)
+		return -ENOMEM;
+	msi_router_init(m->msi, m->vm.vm_fd);
+	machine_place_mmio64(m);
+	cfg.mmio64_base = m->mmio64_base;
+	cfg.mmio64_end = m->mmio64_base + m->mmio64_size;
+	cfg.msi = (struct pci_msi_sink){&msi_router_ops, m->msi};
+	if ((ret = pci_bus_init(m->pci, &cfg)) != 0) {
+		log_error("cannot place the PCI host bridge: %s", strerror(-ret));
+		return ret;
+	}
+	return machine_add_rng(m);
+}
+
 static int machine_add_acpi(struct machine *m)
 {
 	struct acpi_config cfg = {
@@ -49,6 +129,11 @@ static int machine_add_acpi(struct machine *m)
 		.com1_irq = IRQ_COM1,
 		.rtc_port = PORT_RTC,
 		.rtc_irq = 0, /* no RTC interrupt yet: rtc-cmos then polls instead of waiting */
+		.pci_ecam_base = LAYOUT_PCI_ECAM,
+		.pci_mmio32_base = LAYOUT_PCI_MMIO,
+		.pci_mmio32_size = LAYOUT_PCI_MMIO_END - LAYOUT_PCI_MMIO,
+		.pci_mmio64_base = m->mmio64_base,
+		.pci_mmio64_size = m->mmio64_size,
 	};
 	uint8_t *buf = gpa_to_hva(&m->vm.mem, LAYOUT_ACPI, LAYOUT_ACPI_MAX);
 	long used;
@@ -62,6 +147,25 @@ static int machine_add_acpi(struct machine *m)
 		return (int)used;
 	}
 	return 0;
+}
+
+/*
+ * We have no BIOS, but Linux on hardware-reduced ACPI reboots by jumping to
+ * the BIOS reset vector in real mode (its EFI, then BIOS fallback). What it
+ * finds there resets the machine the way firmware would: through the ACPI
+ * reset register.
+ */
+static int machine_write_reset_vector(struct machine *m)
+{
+	static const uint8_t stub[] = {
+		0xba, PORT_ACPI_RESET & 0xff, PORT_ACPI_RESET >> 8, /* mov dx, PORT_ACPI_RESET */
+		0xb0, ACPI_RESET_VALUE,                              /* mov al, ACPI_RESET_VALUE */
+		0xee,                                                /* out dx, al */
+		0xf4,                                                /* hlt */
+		0xeb, 0xfd,                                          /* jmp back to the out */
+	};
+
+	return memory_write(&m->vm.mem, LAYOUT_RESET_VECTOR, stub, sizeof(stub));
 }
 
 int machine_create(struct machine *m, const struct machine_config *cfg)
@@ -78,15 +182,35 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
 	memset(m, 0, sizeof(*m));
 	if ((ret = vm_create(&m->vm, &vm_cfg)) != 0)
 		return ret;
-	if ((ret = machine_add_devices(m, cfg)) != 0 || (ret = machine_add_acpi(m)) != 0)
+	if ((ret = machine_add_devices(m, cfg)) != 0 || (ret = machine_add_pci(m)) != 0 ||
+	    (ret = machine_add_acpi(m)) != 0 || (ret = machine_write_reset_vector(m)) != 0 ||
+	    (ret = boot_load_linux(&m->vm, &boot)) != 0)
 		return ret;
-	return boot_load_linux(&m->vm, &boot);
+	/* Device threads last: they may touch guest memory as soon as they run. */
+	return virtio_pci_start(m->rng_pci);
+}
+
+/* Device threads stop before guest memory goes; irqfds go while the VM still exists. */
+static void machine_destroy_pci(struct machine *m)
+{
+	if (m->rng_pci != NULL)
+		virtio_pci_stop(m->rng_pci);
+	if (m->pci != NULL)
+		pci_bus_destroy(m->pci);
+	if (m->msi != NULL)
+		msi_router_destroy(m->msi);
 }
 
 void machine_destroy(struct machine *m)
 {
+	machine_destroy_pci(m);
 	/* The VM first: no vCPU may touch a device that is being freed. */
 	vm_destroy(&m->vm);
+	virtio_pci_destroy(m->rng_pci);
+	if (m->rng != NULL)
+		rng_destroy(m->rng);
+	free(m->pci);
+	free(m->msi);
 	if (m->com1 != NULL)
 		serial_destroy(m->com1);
 	if (m->rtc != NULL)

@@ -1,6 +1,7 @@
 /*
  * The x86 PC that tabique builds around a VM: legacy devices (COM1, RTC,
- * i8042, ACPI power management, pvpanic), ACPI tables and the Linux boot.
+ * i8042, ACPI power management, pvpanic), a PCI bus with its virtio devices
+ * (an entropy device in every VM), ACPI tables and the Linux boot.
  */
 #ifndef TABIQUE_VMM_MACHINE_H
 #define TABIQUE_VMM_MACHINE_H
@@ -12,6 +13,10 @@
 
 struct rtc;
 struct i8042;
+struct msi_router;
+struct pci_bus;
+struct rng;
+struct virtio_pci;
 
 struct machine_config {
 	uint64_t memory;
@@ -27,6 +32,12 @@ struct machine {
 	struct serial *com1;
 	struct rtc *rtc;
 	struct i8042 *i8042;
+	/* PCI: the host bridge on bus 0, MSI-X through KVM, virtio devices. */
+	struct msi_router *msi;
+	struct pci_bus *pci;
+	uint64_t mmio64_base, mmio64_size; /* the 64-bit BAR window above RAM; size 0 = none */
+	struct rng *rng;
+	struct virtio_pci *rng_pci;
 };
 
 /*

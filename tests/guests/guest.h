@@ -47,6 +47,9 @@
 #define GUEST_MMIO_BASE	     0xd0000000
 #define GUEST_MMIO_SIZE	     0x1000
 #define GUEST_MMIO_UNCLAIMED 0xd0001000
+/* pci: the runner's PCI bus (ECAM as in layout.h) with a virtio-rng in slot 1. */
+#define GUEST_PCI_ECAM	     0xe0000000
+#define GUEST_PCI_BAR0	     0xc0000000 /* the first BAR the 32-bit window hands out */
 
 /* memtouch: one qword every GUEST_TOUCH_STRIDE from GUEST_TOUCH_START, value gpa ^ magic. */
 #define GUEST_TOUCH_START  0x1000000

@@ -67,6 +67,9 @@ for share in $(param rw | tr , ' '); do
 done
 
 say "ready, $(nproc) cpus, kvm ok, $(uname -r)"
+# From now on the console belongs to the shell and the inner VMs: only
+# emergencies (a panic) may interrupt them; dmesg still has everything.
+echo 1 > /proc/sys/kernel/printk
 
 # A shell on ttyS0 as its controlling tty, so programs like tabique can put the
 # console in raw mode and job control works, exactly as on a real machine.

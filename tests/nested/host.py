@@ -76,7 +76,10 @@ class Console:
                 self.echo.write(data)
                 self.echo.flush()
             with self._cond:
-                self._buf += decoder.decode(data, final=not data)
+                # Carriage returns are dropped: nested ttys turn one newline
+                # into \r\r\n, and no pattern needs them.
+                self._buf += decoder.decode(data, final=not data).replace(
+                    "\r", "")
                 self._trim()
                 self._eof = not data
                 self._cond.notify_all()
@@ -125,8 +128,7 @@ class Console:
             return self._buf[mark:]
 
     def tail(self, lines=TAIL_LINES):
-        text = self._buf.replace("\r\n", "\n").replace("\r", "\n")
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(self._buf.splitlines()[-lines:])
 
     @property
     def closed(self):
@@ -152,6 +154,9 @@ class NestedHost:
         self._log = None
         self.console = None
         self._ids = itertools.count(1)
+        # What a caller runs in the foreground of the tty (tests/e2e keeps its
+        # running VMM here); forgotten when the host restarts.
+        self.current_vm = None
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -244,7 +249,16 @@ class NestedHost:
 
     def restart(self):
         self.close(grace=0)
+        self.current_vm = None
         self.start()
+
+    def wait(self, timeout):
+        """Wait up to timeout seconds for QEMU to exit; returns alive."""
+        try:
+            self._proc.wait(timeout)
+        except (AttributeError, subprocess.TimeoutExpired):
+            pass
+        return self.alive
 
     @property
     def alive(self):
@@ -274,7 +288,7 @@ class NestedHost:
     def run(self, cmd, timeout=60):
         """Run a shell command line on the host; returns (output, status).
 
-        Output is stdout+stderr with \\r\\n turned into \\n.  The markers are
+        Output is stdout+stderr (without carriage returns).  The markers are
         printed with printf so the echoed command line can never match them.
         """
         if len(cmd) > 3000:  # the tty's line buffer is 4 KiB in canonical mode
@@ -282,10 +296,10 @@ class NestedHost:
         tag = f"{os.getpid()}x{next(self._ids)}"
         self.send(f"printf '\\n__BEG%s__\\n' {tag}; {{\n{cmd}\n}}; "
                   f"printf '\\n__END%s_%s__\\n' {tag} $?\n")
-        self.expect(f"__BEG{tag}__\r?\n", timeout, f"start of `{cmd}`")
-        m = self.expect(f"(?s)(.*?)\r?\n__END{tag}_(\\d+)__", timeout,
+        self.expect(f"__BEG{tag}__\n", timeout, f"start of `{cmd}`")
+        m = self.expect(f"(?s)(.*?)\n__END{tag}_(\\d+)__", timeout,
                         f"end of `{cmd}`")
-        return m.group(1).replace("\r\n", "\n"), int(m.group(2))
+        return m.group(1), int(m.group(2))
 
     def check(self, cmd, timeout=60):
         """run() that raises unless the command exits 0; returns output."""
@@ -311,3 +325,43 @@ class NestedHost:
                 pass
         self.restart()
         return True
+
+
+# --- helpers shared by tests/e2e, bench and run -----------------------------------
+
+# Outer folders the nested host does not see: it mounts tmpfs (or proc, sysfs)
+# over them.
+HIDDEN_INSIDE = ("/tmp", "/run", "/var/tmp", "/dev/shm", "/proc", "/sys")
+
+
+def visible_inside(path):
+    """True if path reads the same inside the nested host as outside."""
+    real = os.path.realpath(path)
+    return not any(real == d or real.startswith(d + "/") for d in HIDDEN_INSIDE)
+
+
+def prepare_default_guest(tabique_bin, timeout=900):
+    """Run `tabique prepare-guest` here, outside the nested host (whose root
+    filesystem is read-only); returns {"kernel", "initrd", "cmdline"}."""
+    try:
+        res = subprocess.run([tabique_bin, "prepare-guest"], capture_output=True,
+                             text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise NestedHostError(f"tabique prepare-guest took over {timeout} s")
+    if res.returncode != 0:
+        raise NestedHostError(f"tabique prepare-guest exited {res.returncode}:"
+                              f"\n{res.stderr.strip()}")
+    guest = {}
+    for line in res.stdout.splitlines():  # "kernel  PATH" etc.
+        key, _, value = line.partition(" ")
+        guest[key] = value.strip()
+    for key in ("kernel", "initrd"):
+        if key not in guest:
+            raise NestedHostError(f"tabique prepare-guest printed no {key}:\n"
+                                  f"{res.stdout}")
+        if not visible_inside(guest[key]):
+            raise NestedHostError(f"the default guest's {key} {guest[key]} is "
+                                  f"not visible in the nested host: set "
+                                  f"TABIQUE_CACHE outside {HIDDEN_INSIDE}")
+    guest.setdefault("cmdline", "console=ttyS0 panic=-1 quiet")
+    return guest

@@ -1,7 +1,7 @@
 """Build the nested test host: Debian's kernel plus a tiny busybox initramfs.
 
-The image is cached in $TABIQUE_CACHE/nested-host (default
-~/.cache/tabique/nested-host) and rebuilt only when Debian's current kernel
+The image is cached in nested-host/ of tabique's cache ($TABIQUE_CACHE, else
+$XDG_CACHE_HOME/tabique, else ~/.cache/tabique) and rebuilt only when Debian's current kernel
 package, the /init script or this builder's format changes.  Everything comes
 from Debian's archive through apt-get download + dpkg-deb -x; nothing is
 installed on the machine.
@@ -32,11 +32,18 @@ FORMAT = 1
 WANTED_MODULES = ["kvm-amd", "virtio_pci", "9pnet_virtio", "9p"]
 
 
+def tabique_cache():
+    """tabique's cache folder, chosen as `tabique prepare-guest` does."""
+    if os.environ.get("TABIQUE_CACHE"):
+        return os.environ["TABIQUE_CACHE"]
+    if os.environ.get("XDG_CACHE_HOME"):
+        return os.path.join(os.environ["XDG_CACHE_HOME"], "tabique")
+    return os.path.join(os.path.expanduser("~"), ".cache", "tabique")
+
+
 def cache_dir():
     """The nested host's cache folder (not created)."""
-    base = os.environ.get("TABIQUE_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "tabique")
-    return os.path.join(base, "nested-host")
+    return os.path.join(tabique_cache(), "nested-host")
 
 
 class BuildError(Exception):

@@ -39,6 +39,12 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "host must be little-e
 #define ACPI_FADT_RESET_REG_SUP (1u << 10)
 #define ACPI_FADT_HW_REDUCED	(1u << 20)
 
+/* PCI: the MCFG (PCI Firmware 3.2, 4.1.2) and mechanism #1's ports. */
+#define ACPI_MCFG_REV	     1
+#define ACPI_PCI_ECAM_SIZE   0x100000ULL /* one bus */
+#define ACPI_PCI_CONFIG_PORT 0xcf8
+#define ACPI_PCI_CONFIG_LEN  8
+
 #define ACPI_MADT_LAPIC	  0
 #define ACPI_MADT_IOAPIC  1
 #define ACPI_MADT_ENABLED 1u
@@ -123,7 +129,22 @@ struct acpi_madt_ioapic {
 	uint32_t gsi_base;
 } __attribute__((packed));
 
+struct acpi_mcfg {
+	struct acpi_header h;
+	uint64_t reserved;
+} __attribute__((packed));
+
+/* One "configuration space base address allocation structure". */
+struct acpi_mcfg_alloc {
+	uint64_t base;
+	uint16_t segment;
+	uint8_t start_bus, end_bus;
+	uint32_t reserved;
+} __attribute__((packed));
+
 _Static_assert(sizeof(struct acpi_rsdp) == 36, "RSDP layout");
+_Static_assert(sizeof(struct acpi_mcfg) == 44, "MCFG layout");
+_Static_assert(sizeof(struct acpi_mcfg_alloc) == 16, "MCFG allocation layout");
 _Static_assert(sizeof(struct acpi_header) == 36, "SDT header layout");
 _Static_assert(sizeof(struct acpi_fadt) == 276, "FADT revision 6 layout");
 _Static_assert(sizeof(struct acpi_madt) == 44, "MADT layout");
@@ -220,6 +241,54 @@ static void acpi_dsdt_pvpanic(struct aml *a, uint16_t port)
 	aml_end(a, dev);
 }
 
+/*
+ * The PCI root bridge (PCI Firmware 3.2, 4.1.5): bus 0 only, the config
+ * ports it consumes and the MMIO windows its BARs live in. No _PRT: every
+ * device uses MSI-X and has no INTx pin, so no routing is better than a
+ * wrong one.
+ */
+static void acpi_dsdt_pci(struct aml *a, const struct acpi_config *cfg)
+{
+	size_t dev = aml_device_begin(a, "PCI0");
+	size_t crs;
+
+	aml_name_eisaid(a, "_HID", "PNP0A08"); /* PCI Express root bridge */
+	aml_name_eisaid(a, "_CID", "PNP0A03"); /* PCI root bridge */
+	aml_name_int(a, "_SEG", 0);
+	aml_name_int(a, "_BBN", 0);
+	aml_name_int(a, "_UID", 0);
+	aml_name_decl(a, "_CRS");
+	crs = aml_restemplate_begin(a);
+	aml_res_word_bus(a, 0, 0);
+	aml_res_io(a, ACPI_PCI_CONFIG_PORT, ACPI_PCI_CONFIG_PORT, 1, ACPI_PCI_CONFIG_LEN);
+	aml_res_dword_mem(a, (uint32_t)cfg->pci_mmio32_base,
+			  (uint32_t)(cfg->pci_mmio32_base + cfg->pci_mmio32_size - 1), false);
+	if (cfg->pci_mmio64_size)
+		aml_res_qword_mem(a, cfg->pci_mmio64_base,
+				  cfg->pci_mmio64_base + cfg->pci_mmio64_size - 1, false);
+	aml_restemplate_end(a, crs);
+	aml_end(a, dev);
+}
+
+/*
+ * The PCI Firmware spec wants the ECAM reserved by a motherboard resource;
+ * Linux ignores the MCFG otherwise ("not reserved in ACPI motherboard
+ * resources").
+ */
+static void acpi_dsdt_ecam(struct aml *a, const struct acpi_config *cfg)
+{
+	size_t dev = aml_device_begin(a, "ECAM");
+	size_t crs;
+
+	aml_name_eisaid(a, "_HID", "PNP0C02");
+	aml_name_int(a, "_UID", 0);
+	aml_name_decl(a, "_CRS");
+	crs = aml_restemplate_begin(a);
+	aml_res_mem32_fixed(a, (uint32_t)cfg->pci_ecam_base, ACPI_PCI_ECAM_SIZE, true);
+	aml_restemplate_end(a, crs);
+	aml_end(a, dev);
+}
+
 static void acpi_dsdt_body(struct aml *a, const struct acpi_config *cfg)
 {
 	size_t pkg, sb;
@@ -240,6 +309,10 @@ static void acpi_dsdt_body(struct aml *a, const struct acpi_config *cfg)
 		acpi_dsdt_isa(a, "RTC_", "PNP0B00", cfg->rtc_port, 2, cfg->rtc_irq);
 	if (cfg->pvpanic_port)
 		acpi_dsdt_pvpanic(a, cfg->pvpanic_port);
+	if (cfg->pci_ecam_base) {
+		acpi_dsdt_pci(a, cfg);
+		acpi_dsdt_ecam(a, cfg);
+	}
 	aml_end(a, sb);
 }
 
@@ -333,6 +406,21 @@ static long acpi_madt(struct acpi_out *o, const struct acpi_config *cfg)
 	return off;
 }
 
+/* MCFG: bus 0 of segment 0 through ECAM at pci_ecam_base. */
+static long acpi_mcfg(struct acpi_out *o, const struct acpi_config *cfg)
+{
+	struct acpi_mcfg m = {.h = acpi_header("MCFG", ACPI_MCFG_REV)};
+	struct acpi_mcfg_alloc e = {.base = cfg->pci_ecam_base, .start_bus = 0, .end_bus = 0};
+	long off = acpi_alloc(o, sizeof(m) + sizeof(e), ACPI_ALIGN);
+
+	if (off < 0)
+		return off;
+	acpi_put(o, off, &m, sizeof(m));
+	acpi_put(o, off + (long)sizeof(m), &e, sizeof(e));
+	acpi_seal(o, off);
+	return off;
+}
+
 static long acpi_xsdt(struct acpi_out *o, const long *tables, unsigned n)
 {
 	struct acpi_header h = acpi_header("XSDT", ACPI_XSDT_REV);
@@ -363,6 +451,24 @@ static void acpi_rsdp(struct acpi_out *o, long off, long xsdt)
 	acpi_put(o, off, &r, sizeof(r));
 }
 
+static bool acpi_window_ok(uint64_t base, uint64_t size, uint64_t limit)
+{
+	return size != 0 && base <= limit && size - 1 <= limit - base;
+}
+
+static int acpi_check_pci(const struct acpi_config *cfg)
+{
+	if (cfg->pci_ecam_base % ACPI_PCI_ECAM_SIZE ||
+	    !acpi_window_ok(cfg->pci_ecam_base, ACPI_PCI_ECAM_SIZE, UINT32_MAX))
+		return -EINVAL;
+	if (!acpi_window_ok(cfg->pci_mmio32_base, cfg->pci_mmio32_size, UINT32_MAX))
+		return -EINVAL;
+	if (cfg->pci_mmio64_size &&
+	    !acpi_window_ok(cfg->pci_mmio64_base, cfg->pci_mmio64_size, UINT64_MAX))
+		return -EINVAL;
+	return 0;
+}
+
 static int acpi_check(uint64_t gpa, const struct acpi_config *cfg)
 {
 	if (cfg->ncpus == 0 || cfg->ncpus > ACPI_MAX_CPUS || gpa % ACPI_ALIGN)
@@ -373,13 +479,14 @@ static int acpi_check(uint64_t gpa, const struct acpi_config *cfg)
 		return -EINVAL;
 	if (cfg->com1_irq > 15 || cfg->rtc_irq > 15)
 		return -EINVAL;
-	return 0;
+	return cfg->pci_ecam_base ? acpi_check_pci(cfg) : 0;
 }
 
 long acpi_build(uint8_t *buf, size_t cap, uint64_t gpa, const struct acpi_config *cfg)
 {
 	struct acpi_out o = {.buf = buf, .cap = cap, .gpa = gpa};
-	long rsdp, tables[2], xsdt, dsdt;
+	long rsdp, tables[3], xsdt, dsdt;
+	unsigned ntables = 2;
 	int err = acpi_check(gpa, cfg);
 
 	if (err)
@@ -397,7 +504,13 @@ long acpi_build(uint8_t *buf, size_t cap, uint64_t gpa, const struct acpi_config
 	tables[1] = acpi_madt(&o, cfg);
 	if (tables[1] < 0)
 		return tables[1];
-	xsdt = acpi_xsdt(&o, tables, 2);
+	if (cfg->pci_ecam_base) {
+		tables[ntables] = acpi_mcfg(&o, cfg);
+		if (tables[ntables] < 0)
+			return tables[ntables];
+		ntables++;
+	}
+	xsdt = acpi_xsdt(&o, tables, ntables);
 	if (xsdt < 0)
 		return xsdt;
 	acpi_rsdp(&o, rsdp, xsdt);

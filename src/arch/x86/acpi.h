@@ -36,10 +36,18 @@ struct acpi_config {
 	uint8_t com1_irq;	  /* ISA IRQ 1-15, 0 = none */
 	uint16_t rtc_port;	  /* 0 = not described, FADT: no RTC */
 	uint8_t rtc_irq;	  /* ISA IRQ 1-15, 0 = none */
+	/*
+	 * PCI root bridge \_SB_.PCI0 (bus 0, mechanism #1 at 0xCF8) and the MCFG.
+	 * pci_ecam_base 0 = no PCI; else the 1 MiB of bus 0's ECAM, 1 MiB aligned,
+	 * below 4 GiB, also reserved as a motherboard resource (PNP0C02).
+	 */
+	uint64_t pci_ecam_base;
+	uint64_t pci_mmio32_base, pci_mmio32_size; /* window for 32-bit BARs, below 4 GiB */
+	uint64_t pci_mmio64_base, pci_mmio64_size; /* window for 64-bit BARs; size 0 = none */
 };
 
 /*
- * Writes RSDP, XSDT, FADT, DSDT, MADT into buf (cap bytes), which the guest
+ * Writes RSDP, XSDT, FADT, DSDT, MADT (and MCFG with PCI) into buf (cap bytes), which the guest
  * sees at guest-physical address gpa (the RSDP is at gpa itself, which must be
  * 16-byte aligned). Returns the number of bytes used, -ENOSPC when cap is too
  * small (nothing is written past cap), or -EINVAL for a bad config.

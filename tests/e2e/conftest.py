@@ -1,0 +1,218 @@
+"""Shared fixtures for the end-to-end tests: one nested test host for the whole
+session (see tests/nested/README.md) and helpers that run a VMM in the
+foreground of that host's tty, exactly as a user at a terminal would.
+
+Environment:
+  TABIQUE_BIN       the binary under test (default: build/tabique of this tree)
+  TABIQUE_E2E_LOG   file receiving the nested host's whole console (default:
+                    console.log in pytest's temporary directory)
+"""
+
+import os
+import re
+import shlex
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "nested"))
+
+from host import (HIDDEN_INSIDE, NestedHost, NestedHostError,  # noqa: E402
+                  prepare_default_guest, visible_inside)
+
+READY = "tabique: default guest ready"
+
+
+def _need_visible(path, what):
+    if not visible_inside(path):
+        pytest.fail(f"{what} {path} is under a folder the nested host replaces "
+                    f"with tmpfs ({', '.join(HIDDEN_INSIDE)}); move it")
+
+
+# --- session fixtures ------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tabique_bin():
+    path = os.path.abspath(os.environ.get("TABIQUE_BIN")
+                           or os.path.join(ROOT, "build", "tabique"))
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"no tabique binary at {path}: build it (meson setup build "
+                    f"&& meson compile -C build) or set TABIQUE_BIN")
+    _need_visible(path, "TABIQUE_BIN")
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_guest(tabique_bin):
+    """{"kernel", "initrd", "cmdline"} of the default guest, prepared outside
+    the nested host (whose root filesystem is read-only)."""
+    try:
+        return prepare_default_guest(tabique_bin)
+    except NestedHostError as e:
+        pytest.fail(str(e))
+
+
+@pytest.fixture(scope="session")
+def nested_host(tmp_path_factory):
+    """The nested test host, booted once for the whole session."""
+    log = os.environ.get("TABIQUE_E2E_LOG") or str(
+        tmp_path_factory.mktemp("nested") / "console.log")
+    print(f"\nnested host console log: {log}", file=sys.stderr)
+    with NestedHost(log_path=log) as host:
+        print(f"nested host booted in {host.boot_seconds:.1f} s", file=sys.stderr)
+        yield host
+
+
+@pytest.fixture
+def host(nested_host):
+    """The shared nested host, brought back to a shell prompt after the test
+    (or restarted if that fails) so one broken test does not break the rest."""
+    if not nested_host.alive:
+        nested_host.restart()
+    yield nested_host
+    vm = nested_host.current_vm
+    if vm is not None and vm.owner == "test":
+        vm.stop()
+    elif vm is None:
+        _check_prompt(nested_host)
+
+
+def _check_prompt(host):
+    try:
+        host.run("true", timeout=20)
+    except NestedHostError:
+        host.recover()
+
+
+# --- VMs in the foreground of the nested host's tty ---------------------------------
+
+class InnerVM:
+    """One VMM process (tabique or QEMU) run by the nested host's shell.
+
+    Its console is the host's ttyS0: what tests send() reaches the guest's
+    serial port through the VMM, what the guest prints comes back.
+    """
+
+    RC = re.compile(r"__VMM_RC=(?P<vmmrc>\d+)__")
+    PROMPT = re.compile(r"# ")
+
+    def __init__(self, host, argv, limit=900, owner="test"):
+        self.host = host
+        self.argv = argv
+        self.limit = limit  # seconds before `timeout` kills the VMM
+        self.owner = owner  # who stops it: "test" (fixture `host`) or a fixture
+        self.errfile = f"/tmp/vmm-stderr.{id(self)}"
+        self.rc = None
+        self.stuck = False  # ignored a request to stop: do not ask again
+        self._ids = 0
+
+    @property
+    def running(self):
+        return self.host.current_vm is self
+
+    def start(self):
+        if self.host.current_vm is not None:
+            self.host.current_vm.stop()
+        cmd = " ".join(shlex.quote(a) for a in self.argv)
+        self.host.skip_to_end()
+        self.host.current_vm = self
+        # --foreground: the VMM stays in the tty's foreground process group,
+        # or it could not put the terminal in raw mode.
+        self.host.send(f"timeout --foreground -k 10 {self.limit} {cmd} "
+                       f"2>{self.errfile}; printf '\\n__VMM_RC=%s__\\n' $?\n")
+        return self
+
+    def expect(self, pattern, timeout=60, what=None):
+        """host.expect() that fails at once if the VMM exits meanwhile.
+        Use scoped flags like (?s:...) in pattern, not global ones."""
+        m = self.host.expect(f"(?:{pattern})|{self.RC.pattern}", timeout,
+                             what or f"/{pattern}/")
+        if m.group("vmmrc") is not None:
+            self._exited(int(m.group("vmmrc")))
+            raise NestedHostError(
+                f"the VMM exited with status {self.rc} while waiting for "
+                f"{what or pattern}; stderr: {self.stderr()!r}; console:\n"
+                f"{self.host.tail()}")
+        return m
+
+    def send(self, text):
+        self.host.send(text)
+
+    def wait_ready(self, timeout=240):
+        """Wait for the default guest's ready line and its shell prompt."""
+        begin = time.monotonic()
+        self.expect(re.escape(READY), timeout, "the default guest's ready line")
+        self.expect(self.PROMPT.pattern, 60, "the guest's shell prompt")
+        return time.monotonic() - begin
+
+    def shell(self, cmd, timeout=60):
+        """Run cmd in the guest's shell; returns (output, status)."""
+        self._ids += 1
+        tag = f"{id(self)}x{self._ids}"
+        self.send(f"printf '__GBEG%s__\\n' {tag}; {cmd}; "
+                  f"printf '\\n__GEND%s_%s__\\n' {tag} $?\n")
+        self.expect(f"__GBEG{tag}__\n", timeout, f"start of guest `{cmd}`")
+        m = self.expect(f"(?s:(.*?))\n__GEND{tag}_(\\d+)__", timeout,
+                        f"end of guest `{cmd}`")
+        self.expect(self.PROMPT.pattern, timeout, "the guest's shell prompt")
+        return m.group(1), int(m.group(2))
+
+    def wait_exit(self, timeout=120):
+        """Wait for the VMM to exit; returns its exit status."""
+        if self.rc is None:
+            try:
+                m = self.host.expect(self.RC, timeout, "the VMM to exit")
+            except NestedHostError:
+                self.stuck = True
+                raise
+            self._exited(int(m.group(1)))
+        return self.rc
+
+    def _exited(self, rc):
+        self.rc = rc
+        if self.host.current_vm is self:
+            self.host.current_vm = None
+        # A VMM killed by `timeout` may leave the tty raw.
+        self.host.run("stty sane -echo", timeout=30)
+
+    def stderr(self):
+        out, _ = self.host.run(f"cat {self.errfile} 2>/dev/null", timeout=30)
+        return out
+
+    def stop(self):
+        """Power the guest off; if it does not go, quit the VMM or restart
+        the nested host."""
+        if not self.running:
+            return
+        try:
+            if self.stuck:
+                raise NestedHostError("the guest did not stop before")
+            self.send("\npoweroff\n")
+            self.wait_exit(60)
+        except NestedHostError:
+            self.host.current_vm = None
+            self.host.recover()
+
+
+@pytest.fixture
+def tabique_vm(host, tabique_bin, default_guest):
+    """Factory: tabique_vm(cpus=1, memory="512M", extra=[]) starts
+    `tabique run` with the default guest in the nested host's foreground."""
+    def start(cpus=1, memory="512M", extra=(), owner="test", h=host):
+        return InnerVM(h, tabique_run_argv(tabique_bin, default_guest, cpus,
+                                           memory, extra), owner=owner).start()
+    return start
+
+
+def tabique_run_argv(tabique_bin, guest, cpus, memory, extra=()):
+    return [tabique_bin, "run", "--kernel", guest["kernel"],
+            "--initrd", guest["initrd"], "--cmdline", guest["cmdline"],
+            "--cpus", str(cpus), "--memory", memory, *extra]
+
+
+def pytest_collection_modifyitems(items):
+    """Sanity checks of the nested host first: when they fail, the failures
+    of the tabique tests that follow are about the harness, not tabique."""
+    items.sort(key=lambda item: item.fspath.basename != "test_nested_host.py")
