@@ -8,9 +8,14 @@
 
 #include "cli/commands.h"
 #include "console/console.h"
+#include "disk/disk.h"
 #include "guest/default_guest.h"
+#include "net/backend.h"
+#include "net/spec.h"
 #include "util/log.h"
 #include "util/size.h"
+#include "virtio/blk.h"
+#include "virtio/vsock.h"
 #include "vmm/kvm.h"
 #include "vmm/machine.h"
 
@@ -24,6 +29,12 @@ struct run_options {
 	const char *cpus_text;
 	bool restart_on_reboot;
 	struct default_guest guest;
+	struct disk_spec disk_specs[DISK_MAX];
+	unsigned ndisks;
+	struct net_spec net_specs[NET_MAX_NICS];
+	unsigned nnets;
+	struct vsock_config vsock_cfg;
+	bool vsock_given;
 };
 
 static void run_usage(FILE *out)
@@ -31,6 +42,8 @@ static void run_usage(FILE *out)
 	fprintf(out,
 		"usage: tabique run [--kernel PATH [--initrd PATH]] [--cmdline STRING]\n"
 		"                   [--cpus N] [--memory SIZE] [--on-reboot exit|restart]\n"
+		"                   [--disk PATH[,readonly][,serial=ID]]... [--net SPEC]...\n"
+		"                   [--vsock cid=N,socket=PATH]\n"
 		"\n"
 		"Boots a VM with its serial console on this terminal; Ctrl-A x quits.\n"
 		"Without --kernel, boots the default guest (prepared on first use).\n"
@@ -41,9 +54,137 @@ static void run_usage(FILE *out)
 		"  --cpus N           virtual CPUs (default 1)\n"
 		"  --memory SIZE      guest RAM, e.g. 512M, 2G (default 512M)\n"
 		"  --on-reboot MODE   exit (default) or restart when the guest reboots\n"
+		"  --disk PATH[,readonly][,serial=ID]\n"
+		"                     a raw disk image, a whole number of 512-byte sectors;\n"
+		"                     repeat for more (up to 16): the guest sees /dev/vda,\n"
+		"                     /dev/vdb ... in this order. readonly: the guest cannot\n"
+		"                     write it; serial: its ID (up to 20 characters). A comma\n"
+		"                     in PATH is written twice.\n"
+		"  --net user[,hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...\n"
+		"                     a network card behind user-mode NAT: the guest gets\n"
+		"                     10.0.2.15 by DHCP, reaches the host's 127.0.0.1 as\n"
+		"                     10.0.2.2; hostfwd forwards a host port (on 127.0.0.1\n"
+		"                     unless HOSTADDR says otherwise, e.g. 0.0.0.0) into it\n"
+		"  --net tap,ifname=NAME\n"
+		"                     a network card on host tap device NAME\n"
+		"                     Both take mac=52:54:00:XX:XX:XX (default: derived from\n"
+		"                     the option, stable); repeat --net for more cards (up to 8)\n"
+		"  --vsock cid=N,socket=PATH\n"
+		"                     a virtio socket device, guest CID N (3 or more): host\n"
+		"                     programs connect to the Unix socket PATH and write\n"
+		"                     \"CONNECT <port>\\n\" to reach a guest port (answer:\n"
+		"                     \"OK <hostport>\\n\"); guest connections to host port P\n"
+		"                     go to the Unix socket PATH_P. One per VM\n"
 		"\n"
 		"exit status: 0 guest powered off, 1 error, 2 usage, 3 guest rebooted,\n"
 		"             4 guest crashed (panic, triple fault), 5 stopped from the host\n");
+}
+
+static int run_add_disk(struct run_options *o, const char *text)
+{
+	char why[128];
+
+	if (o->ndisks == DISK_MAX) {
+		log_error("too many --disk options: a VM has at most %d disks", DISK_MAX);
+		return -EINVAL;
+	}
+	if (disk_parse_spec(text, &o->disk_specs[o->ndisks], why, sizeof(why)) != 0) {
+		log_error("--disk '%s': %s", text, why);
+		return -EINVAL;
+	}
+	o->ndisks++;
+	return 0;
+}
+
+static void run_close_disks(struct run_options *o)
+{
+	for (unsigned i = 0; i < o->ndisks; i++) {
+		disk_close(o->machine.disks[i].disk);
+		o->machine.disks[i].disk = NULL;
+		disk_spec_free(&o->disk_specs[i]);
+	}
+	o->machine.ndisks = 0;
+}
+
+/* Opened and locked once for the whole run: a guest reboot keeps them. */
+static int run_open_disks(struct run_options *o)
+{
+	for (unsigned i = 0; i < o->ndisks; i++) {
+		const struct disk_spec *spec = &o->disk_specs[i];
+		int ret = disk_open(&o->machine.disks[i].disk, spec->path, spec->readonly,
+				    BLK_QUEUE_SIZE);
+
+		if (ret != 0)
+			return ret;
+		o->machine.disks[i].serial = spec->serial;
+		o->machine.ndisks = i + 1;
+	}
+	return 0;
+}
+
+static int run_add_net(struct run_options *o, const char *text)
+{
+	char why[160];
+
+	if (o->nnets == NET_MAX_NICS) {
+		log_error("too many --net options: a VM has at most %d network cards", NET_MAX_NICS);
+		return -EINVAL;
+	}
+	if (net_parse_spec(text, o->nnets, &o->net_specs[o->nnets], why, sizeof(why)) != 0) {
+		log_error("--net '%s': %s", text, why);
+		return -EINVAL;
+	}
+	o->nnets++;
+	return 0;
+}
+
+static void run_close_nets(struct run_options *o)
+{
+	for (unsigned i = 0; i < o->machine.nnics; i++) {
+		net_backend_close(o->machine.nics[i].backend);
+		o->machine.nics[i].backend = NULL;
+	}
+	o->machine.nnics = 0;
+}
+
+/* Opened once for the whole run, like disks: a reboot keeps forwarded ports and taps. */
+static int run_open_nets(struct run_options *o)
+{
+	for (unsigned i = 0; i < o->nnets; i++) {
+		struct machine_nic *nic = &o->machine.nics[i];
+		int ret = net_backend_open(&o->net_specs[i], &nic->backend);
+
+		if (ret != 0)
+			return ret;
+		memcpy(nic->mac, o->net_specs[i].mac, sizeof(nic->mac));
+		o->machine.nnics = i + 1;
+	}
+	return 0;
+}
+
+static int run_set_vsock(struct run_options *o, const char *text)
+{
+	if (o->vsock_given) {
+		log_error("--vsock is given twice: a VM has one socket device");
+		return -EINVAL;
+	}
+	o->vsock_given = true;
+	return vsock_parse_spec(text, &o->vsock_cfg);
+}
+
+/* Listening from before the first boot to exit: a reboot keeps the socket path. */
+static int run_open_vsock(struct run_options *o)
+{
+	if (!o->vsock_given)
+		return 0;
+	return vsock_create(&o->machine.vsock, &o->vsock_cfg);
+}
+
+/* Removes the socket file too. */
+static void run_close_vsock(struct run_options *o)
+{
+	vsock_destroy(o->machine.vsock);
+	o->machine.vsock = NULL;
 }
 
 static int run_parse(int argc, char **argv, struct run_options *o)
@@ -52,7 +193,9 @@ static int run_parse(int argc, char **argv, struct run_options *o)
 		{"kernel", required_argument, NULL, 'k'}, {"initrd", required_argument, NULL, 'i'},
 		{"cmdline", required_argument, NULL, 'c'}, {"cpus", required_argument, NULL, 'n'},
 		{"memory", required_argument, NULL, 'm'}, {"on-reboot", required_argument, NULL, 'r'},
-		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+		{"disk", required_argument, NULL, 'd'},    {"help", no_argument, NULL, 'h'},
+		{"net", required_argument, NULL, 'N'},     {"vsock", required_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
 	};
 	int opt;
 
@@ -70,6 +213,18 @@ static int run_parse(int argc, char **argv, struct run_options *o)
 				return -EINVAL;
 			}
 			o->restart_on_reboot = strcmp(optarg, "restart") == 0;
+			break;
+		case 'd':
+			if (run_add_disk(o, optarg) != 0)
+				return -EINVAL;
+			break;
+		case 'N':
+			if (run_add_net(o, optarg) != 0)
+				return -EINVAL;
+			break;
+		case 'V':
+			if (run_set_vsock(o, optarg) != 0)
+				return -EINVAL;
 			break;
 		case 'h': run_usage(stdout); return 1;
 		case ':':
@@ -188,30 +343,52 @@ static int run_boot_once(struct run_options *o, struct console *con, enum vm_act
 	return ret;
 }
 
+/* Everything before the console. Returns 0 or the exit status. */
+static int run_prepare(struct run_options *o)
+{
+	int ret;
+
+	if (run_check_memory(o) != 0)
+		return EXIT_USAGE;
+	/* Disks before KVM: an image the user cannot open is the first thing to say. */
+	if (run_open_disks(o) != 0 || run_open_nets(o) != 0 || run_open_vsock(o) != 0)
+		return EXIT_ERROR;
+	if ((ret = run_check_cpus(o)) != 0)
+		return ret == -EINVAL ? EXIT_USAGE : EXIT_ERROR;
+	if (run_pick_kernel(o) != 0)
+		return EXIT_ERROR;
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct run_options o;
 	struct console con;
 	enum vm_action action = VM_FATAL;
-	int ret;
+	int ret, status;
 
 	memset(&o, 0, sizeof(o));
-	if ((ret = run_parse(argc, argv, &o)) != 0)
+	if ((ret = run_parse(argc, argv, &o)) != 0) {
+		run_close_disks(&o);
+		run_close_nets(&o);
 		return ret > 0 ? 0 : EXIT_USAGE;
-	if (run_check_memory(&o) != 0)
-		return EXIT_USAGE;
-	if ((ret = run_check_cpus(&o)) != 0)
-		return ret == -EINVAL ? EXIT_USAGE : EXIT_ERROR;
-	if (run_pick_kernel(&o) != 0)
-		return EXIT_ERROR;
+	}
+	if ((status = run_prepare(&o)) != 0)
+		goto out;
 	if ((ret = console_open(&con, STDIN_FILENO, STDOUT_FILENO)) != 0) {
 		log_error("cannot set up the console: %s", strerror(-ret));
 		console_close(&con);
-		return EXIT_ERROR;
+		status = EXIT_ERROR;
+		goto out;
 	}
 	do {
 		ret = run_boot_once(&o, &con, &action);
 	} while (ret == 0 && action == VM_REBOOT && o.restart_on_reboot);
 	console_close(&con);
-	return ret != 0 ? EXIT_ERROR : run_exit_code(action);
+	status = ret != 0 ? EXIT_ERROR : run_exit_code(action);
+out:
+	run_close_disks(&o);
+	run_close_nets(&o);
+	run_close_vsock(&o);
+	return status;
 }

@@ -14,8 +14,11 @@
 #include "devices/pvpanic.h"
 #include "devices/rtc.h"
 #include "util/log.h"
+#include "virtio/blk.h"
+#include "virtio/net.h"
 #include "virtio/pci.h"
 #include "virtio/rng.h"
+#include "virtio/vsock.h"
 #include "vmm/msi.h"
 
 /* When KVM does not say (CPUID 0x80000008 missing): what every x86-64 CPU has. */
@@ -84,6 +87,102 @@ static int machine_add_rng(struct machine *m)
 		return ret;
 	}
 	return 0;
+}
+
+/* One virtio-blk per disk, after the others: the guest names them vda, vdb ... in order. */
+static int machine_add_disk(struct machine *m, const struct machine_disk *d)
+{
+	unsigned i = m->nblk;
+	int ret;
+
+	m->blk[i] = blk_create(d->disk, d->serial);
+	if (m->blk[i] == NULL)
+		return -ENOMEM;
+	m->nblk++;
+	if ((ret = virtio_pci_create(&m->blk_pci[i], blk_virtio(m->blk[i]), &m->vm.mem,
+				     m->vm.vm_fd)) != 0 ||
+	    (ret = blk_watch_completions(m->blk[i])) != 0 ||
+	    (ret = pci_add_device(m->pci, virtio_pci_device(m->blk_pci[i]))) != 0) {
+		log_error("cannot add the virtio block device for %s: %s", d->disk->path,
+			  strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+static int machine_add_disks(struct machine *m, const struct machine_config *cfg)
+{
+	int ret;
+
+	if (cfg->ndisks > DISK_MAX)
+		return -EINVAL;
+	for (unsigned i = 0; i < cfg->ndisks; i++)
+		if ((ret = machine_add_disk(m, &cfg->disks[i])) != 0)
+			return ret;
+	return 0;
+}
+
+/* One virtio-net per --net, after the disks, in order: eth0, eth1 ... */
+static int machine_add_nic(struct machine *m, const struct machine_nic *nic)
+{
+	unsigned i = m->nnet;
+	int ret;
+
+	m->net[i] = net_create(nic->mac, nic->backend);
+	if (m->net[i] == NULL)
+		return -ENOMEM;
+	m->nnet++;
+	if ((ret = virtio_pci_create(&m->net_pci[i], net_virtio(m->net[i]), &m->vm.mem,
+				     m->vm.vm_fd)) != 0 ||
+	    (ret = net_attach(m->net[i])) != 0 ||
+	    (ret = pci_add_device(m->pci, virtio_pci_device(m->net_pci[i]))) != 0) {
+		log_error("cannot add virtio network card %u: %s", i, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+static int machine_add_nics(struct machine *m, const struct machine_config *cfg)
+{
+	int ret;
+
+	if (cfg->nnics > NET_MAX_NICS)
+		return -EINVAL;
+	for (unsigned i = 0; i < cfg->nnics; i++)
+		if ((ret = machine_add_nic(m, &cfg->nics[i])) != 0)
+			return ret;
+	return 0;
+}
+
+/* The socket device, after the NICs; its host sockets join the device thread. */
+static int machine_add_vsock(struct machine *m, const struct machine_config *cfg)
+{
+	int ret;
+
+	if (cfg->vsock == NULL)
+		return 0;
+	if ((ret = virtio_pci_create(&m->vsock_pci, vsock_virtio(cfg->vsock), &m->vm.mem,
+				     m->vm.vm_fd)) != 0 ||
+	    (ret = vsock_attach(cfg->vsock)) != 0 ||
+	    (ret = pci_add_device(m->pci, virtio_pci_device(m->vsock_pci))) != 0) {
+		log_error("cannot add the virtio socket device: %s", strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+/* Device threads last: they may touch guest memory as soon as they run. */
+static int machine_start_virtio(struct machine *m)
+{
+	int ret = virtio_pci_start(m->rng_pci);
+
+	for (unsigned i = 0; ret == 0 && i < m->nblk; i++)
+		ret = virtio_pci_start(m->blk_pci[i]);
+	for (unsigned i = 0; ret == 0 && i < m->nnet; i++)
+		ret = virtio_pci_start(m->net_pci[i]);
+	if (ret == 0 && m->vsock_pci != NULL)
+		ret = virtio_pci_start(m->vsock_pci);
+	return ret;
 }
 
 static int machine_add_pci(struct machine *m)
@@ -183,11 +282,12 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
 	if ((ret = vm_create(&m->vm, &vm_cfg)) != 0)
 		return ret;
 	if ((ret = machine_add_devices(m, cfg)) != 0 || (ret = machine_add_pci(m)) != 0 ||
+	    (ret = machine_add_disks(m, cfg)) != 0 || (ret = machine_add_nics(m, cfg)) != 0 ||
+	    (ret = machine_add_vsock(m, cfg)) != 0 ||
 	    (ret = machine_add_acpi(m)) != 0 || (ret = machine_write_reset_vector(m)) != 0 ||
 	    (ret = boot_load_linux(&m->vm, &boot)) != 0)
 		return ret;
-	/* Device threads last: they may touch guest memory as soon as they run. */
-	return virtio_pci_start(m->rng_pci);
+	return machine_start_virtio(m);
 }
 
 /* Device threads stop before guest memory goes; irqfds go while the VM still exists. */
@@ -195,6 +295,17 @@ static void machine_destroy_pci(struct machine *m)
 {
 	if (m->rng_pci != NULL)
 		virtio_pci_stop(m->rng_pci);
+	for (unsigned i = 0; i < m->nblk; i++) {
+		if (m->blk_pci[i] != NULL)
+			virtio_pci_stop(m->blk_pci[i]);
+		/* Reads in flight land in guest RAM: wait for them before it goes. */
+		blk_quiesce(m->blk[i]);
+	}
+	for (unsigned i = 0; i < m->nnet; i++)
+		if (m->net_pci[i] != NULL)
+			virtio_pci_stop(m->net_pci[i]);
+	if (m->vsock_pci != NULL)
+		virtio_pci_stop(m->vsock_pci);
 	if (m->pci != NULL)
 		pci_bus_destroy(m->pci);
 	if (m->msi != NULL)
@@ -207,6 +318,15 @@ void machine_destroy(struct machine *m)
 	/* The VM first: no vCPU may touch a device that is being freed. */
 	vm_destroy(&m->vm);
 	virtio_pci_destroy(m->rng_pci);
+	for (unsigned i = 0; i < m->nblk; i++) {
+		virtio_pci_destroy(m->blk_pci[i]);
+		blk_destroy(m->blk[i]);
+	}
+	for (unsigned i = 0; i < m->nnet; i++) {
+		virtio_pci_destroy(m->net_pci[i]);
+		net_destroy(m->net[i]);
+	}
+	virtio_pci_destroy(m->vsock_pci); /* the device itself is the caller's */
 	if (m->rng != NULL)
 		rng_destroy(m->rng);
 	free(m->pci);

@@ -9,6 +9,8 @@
 #include <stdint.h>
 
 #include "devices/serial.h"
+#include "disk/disk.h"
+#include "net/spec.h"
 #include "vmm/vm.h"
 
 struct rtc;
@@ -16,7 +18,11 @@ struct i8042;
 struct msi_router;
 struct pci_bus;
 struct rng;
+struct blk;
+struct net;
+struct net_backend;
 struct virtio_pci;
+struct vsock;
 
 struct machine_config {
 	uint64_t memory;
@@ -25,6 +31,20 @@ struct machine_config {
 	const char *initrd; /* NULL for none */
 	const char *cmdline;
 	struct serial_output console; /* where COM1's output goes */
+	/* Disks, opened by the caller and kept across reboots: vda, vdb ... in this order. */
+	struct machine_disk {
+		struct disk *disk;
+		const char *serial; /* NULL or "" for none */
+	} disks[DISK_MAX];
+	unsigned ndisks;
+	/* Network cards, their backends opened by the caller and kept across reboots. */
+	struct machine_nic {
+		struct net_backend *backend;
+		uint8_t mac[6];
+	} nics[NET_MAX_NICS];
+	unsigned nnics;
+	/* The socket device (--vsock), NULL for none: the caller's, kept across reboots. */
+	struct vsock *vsock;
 };
 
 struct machine {
@@ -38,6 +58,13 @@ struct machine {
 	uint64_t mmio64_base, mmio64_size; /* the 64-bit BAR window above RAM; size 0 = none */
 	struct rng *rng;
 	struct virtio_pci *rng_pci;
+	struct blk *blk[DISK_MAX];
+	struct virtio_pci *blk_pci[DISK_MAX];
+	unsigned nblk;
+	struct net *net[NET_MAX_NICS];
+	struct virtio_pci *net_pci[NET_MAX_NICS];
+	unsigned nnet;
+	struct virtio_pci *vsock_pci;
 };
 
 /*

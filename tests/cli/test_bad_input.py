@@ -126,3 +126,125 @@ def test_no_permission_on_dev_kvm(tabique, kernel, tmp_path):
 
     r = run_on_pty([tabique, "run", "--kernel", str(tmp_path / "vmlinuz")], preexec=drop)
     assert_one_line_error(r, "permission denied", "kvm", status=1)
+
+
+# --- --disk: every error is found before anything starts -------------------------------
+# A kernel that does not exist: should a disk error go unnoticed, tabique stops at the
+# kernel instead of booting (and the test fails on the words, not on a timeout).
+NO_KERNEL = ["--kernel", "/nonexistent/vmlinuz"]
+
+
+def run_disk(tabique, *specs, preexec=None):
+    argv = [tabique, "run", *NO_KERNEL]
+    for spec in specs:
+        argv += ["--disk", str(spec)]
+    return run_on_pty(argv, preexec=preexec)
+
+
+def image(tmp_path, size=1 << 20, name="disk.img"):
+    path = tmp_path / name
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def test_disk_missing(tabique):
+    r = run_disk(tabique, "/nonexistent/disk.img")
+    assert_one_line_error(r, "disk /nonexistent/disk.img", "No such file", status=1)
+
+
+def test_disk_is_a_directory(tabique, tmp_path):
+    r = run_disk(tabique, tmp_path)
+    assert_one_line_error(r, f"disk {tmp_path}", "is a directory", status=1)
+    r = run_disk(tabique, f"{tmp_path},readonly")
+    assert_one_line_error(r, f"disk {tmp_path}", "is a directory", status=1)
+
+
+def test_disk_is_empty(tabique, tmp_path):
+    path = image(tmp_path, 0)
+    r = run_disk(tabique, path)
+    assert_one_line_error(r, f"disk {path}", "is empty", status=1)
+
+
+def test_disk_size_not_a_multiple_of_512(tabique, tmp_path):
+    """Refused rather than rounded down: the message says how to fix it."""
+    path = image(tmp_path, 1000)
+    r = run_disk(tabique, path)
+    assert_one_line_error(r, f"disk {path}", "not a multiple of 512", "truncate -s 1024",
+                          status=1)
+
+
+def test_disk_is_a_fifo(tabique, tmp_path):
+    """Never blocks on open: FIFOs and other special files are refused."""
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    r = run_disk(tabique, path)
+    assert_one_line_error(r, f"disk {path}", "neither an image file nor a block device", status=1)
+
+
+def test_disk_without_permission(tabique, tmp_path):
+    if os.geteuid() != 0:
+        pytest.fail("this test creates an unprivileged process, so it needs root")
+    os.chmod(tmp_path, 0o755)
+    path = image(tmp_path)
+    os.chmod(path, 0o644)  # readable, not writable, by others
+
+    def drop():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+
+    r = run_disk(tabique, path, preexec=drop)
+    assert_one_line_error(r, f"disk {path}", "permission denied", "readonly", status=1)
+    os.chmod(path, 0o600)
+    r = run_disk(tabique, f"{path},readonly", preexec=drop)
+    assert_one_line_error(r, f"disk {path}", "permission denied", status=1)
+
+
+def test_disk_locked_by_another_process(tabique, tmp_path):
+    """A POSIX lock held elsewhere (another VM, another tool) conflicts with ours."""
+    import fcntl
+    path = image(tmp_path)
+    with open(path, "r+b") as f:
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        r = run_disk(tabique, path)
+        assert_one_line_error(r, f"tabique: disk {path} is in use by another VM (locked)",
+                              status=1)
+        r = run_disk(tabique, f"{path},readonly")
+        assert_one_line_error(r, "is in use by another VM (locked)", status=1)
+
+
+def test_disk_given_twice(tabique, tmp_path):
+    path = image(tmp_path)
+    r = run_disk(tabique, path, path)
+    assert_one_line_error(r, f"disk {path} is in use by another VM (locked)", status=1)
+    r = run_disk(tabique, path, f"{path},readonly")
+    assert_one_line_error(r, "is in use by another VM (locked)", status=1)
+
+
+def test_disk_readonly_twice_is_shared(tabique, tmp_path):
+    """Readers share the image: the run gets as far as the (missing) kernel."""
+    path = image(tmp_path)
+    r = run_disk(tabique, f"{path},readonly", f"{path},readonly")
+    assert_one_line_error(r, "/nonexistent/vmlinuz", status=1)
+
+
+@pytest.mark.parametrize("spec", ["", ",readonly", "IMG,", "IMG,ro", "IMG,readonly=yes",
+                                  "IMG,readonly,readonly", "IMG,serial=",
+                                  "IMG,serial=123456789012345678901", "IMG,serial=a,serial=b",
+                                  "IMG,cache=none"])
+def test_disk_bad_spec(tabique, tmp_path, spec):
+    spec = spec.replace("IMG", str(image(tmp_path)))
+    r = run_disk(tabique, spec)
+    assert_one_line_error(r, "--disk", status=2)
+
+
+def test_disk_too_many(tabique, tmp_path):
+    paths = [image(tmp_path, name=f"d{i}.img") for i in range(17)]
+    r = run_disk(tabique, *paths)
+    assert_one_line_error(r, "too many --disk", "16", status=2)
+
+
+def test_disk_option_needs_a_value(tabique):
+    r = run_on_pty([tabique, "run", "--disk"])
+    assert_one_line_error(r, "--disk", "needs a value", status=2)

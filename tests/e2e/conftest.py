@@ -105,7 +105,7 @@ class InnerVM:
         self.owner = owner  # who stops it: "test" (fixture `host`) or a fixture
         self.errfile = f"/tmp/vmm-stderr.{id(self)}"
         self.rc = None
-        self.stuck = False  # ignored a request to stop: do not ask again
+        self.stuck = False  # timed out once: stop() will not ask it nicely
         self._ids = 0
 
     @property
@@ -127,8 +127,12 @@ class InnerVM:
     def expect(self, pattern, timeout=60, what=None):
         """host.expect() that fails at once if the VMM exits meanwhile.
         Use scoped flags like (?s:...) in pattern, not global ones."""
-        m = self.host.expect(f"(?:{pattern})|{self.RC.pattern}", timeout,
-                             what or f"/{pattern}/")
+        try:
+            m = self.host.expect(f"(?:{pattern})|{self.RC.pattern}", timeout,
+                                 what or f"/{pattern}/")
+        except NestedHostError:
+            self.stuck = True
+            raise
         if m.group("vmmrc") is not None:
             self._exited(int(m.group("vmmrc")))
             raise NestedHostError(
@@ -140,7 +144,7 @@ class InnerVM:
     def send(self, text):
         self.host.send(text)
 
-    def wait_ready(self, timeout=240):
+    def wait_ready(self, timeout=180):
         """Wait for the default guest's ready line and its shell prompt."""
         begin = time.monotonic()
         self.expect(re.escape(READY), timeout, "the default guest's ready line")
@@ -200,9 +204,9 @@ class InnerVM:
 def tabique_vm(host, tabique_bin, default_guest):
     """Factory: tabique_vm(cpus=1, memory="512M", extra=[]) starts
     `tabique run` with the default guest in the nested host's foreground."""
-    def start(cpus=1, memory="512M", extra=(), owner="test", h=host):
-        return InnerVM(h, tabique_run_argv(tabique_bin, default_guest, cpus,
-                                           memory, extra), owner=owner).start()
+    def start(cpus=1, memory="512M", extra=()):
+        return InnerVM(host, tabique_run_argv(tabique_bin, default_guest, cpus,
+                                              memory, extra)).start()
     return start
 
 

@@ -28,20 +28,10 @@ def test_host_clock_matches_outer(host):
 
 
 def test_host_root_is_outer_root_read_only(host):
-    out, status = host.run(f"test -r {hostimage.INIT_SCRIPT} && "
-                           f"! touch /etc/nested-host-probe 2>/dev/null && "
-                           f"touch /tmp/probe && echo fine")
+    # test -w asks access(2), which says EROFS without writing anything.
+    out, status = host.run(f"test -r {hostimage.INIT_SCRIPT} && ! test -w /etc "
+                           f"&& touch /tmp/probe && echo fine")
     assert status == 0 and "fine" in out, out
-
-
-def test_qemu_boots_kernel_to_init(host):
-    image = hostimage.ensure_built()
-    vm = InnerVM(host, qemu_argv(image["kernel"], image["initrd"],
-                                 "console=ttyS0 tabique.mode=guest"))
-    vm.start()
-    vm.expect("Run /init as init process", 240)
-    vm.expect(r"guest mode ok, 1 cpus", 60)
-    assert vm.wait_exit(60) == 0
 
 
 def test_qemu_boots_default_guest(host, default_guest):
