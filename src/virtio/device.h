@@ -134,8 +134,9 @@ static inline void virtio_config_changed(struct virtio_device *dev)
  * Adds fd (a backend's completion eventfd, a tap device) to the device
  * thread: handler runs there, under the transport lock, when fd is readable.
  * The exception to the rule above: call it while setting the device up,
- * before the transport starts its thread, not from a callback. Returns 0,
- * -ENOSPC or -errno.
+ * before the transport starts its thread, not from a callback. The handler
+ * must drain fd (epoll is level-triggered). Returns 0, -EBUSY (the thread
+ * runs already), -ENOSPC or -errno.
  */
 static inline int virtio_watch_fd(struct virtio_device *dev, int fd,
 				  void (*handler)(struct virtio_device *dev, int fd))

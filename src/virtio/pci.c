@@ -52,8 +52,8 @@ struct virtio_pci {
 	unsigned nq;
 	struct virtio_pci_queue q[VIRTIO_MAX_QUEUES];
 	struct virtqueue vq[VIRTIO_MAX_QUEUES];
-	uint8_t cfg_cap; /* the VIRTIO_PCI_CAP_PCI_CFG capability */
-	bool slow_notify_seen;
+	uint8_t cfg_cap;	/* the VIRTIO_PCI_CAP_PCI_CFG capability */
+	uint64_t slow_notifies; /* through MMIO exits, not ioeventfds */
 
 	int epfd, stop_fd;
 	pthread_t thread;
@@ -168,7 +168,9 @@ static int virtio_pci_watch_fd(struct virtio_device *dev, int fd,
 	struct virtio_pci *vp = virtio_pci_of(dev);
 	struct epoll_event ev = {.events = EPOLLIN};
 
-	if (vp->nwatch == VIRTIO_PCI_MAX_WATCH || vp->running)
+	if (vp->running)
+		return -EBUSY; /* the thread reads the table without the lock */
+	if (vp->nwatch == VIRTIO_PCI_MAX_WATCH)
 		return -ENOSPC;
 	ev.data.u64 = (uint64_t)VIRTIO_PCI_EV_WATCH << 32 | vp->nwatch;
 	if (epoll_ctl(vp->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
@@ -442,11 +444,9 @@ static bool virtio_pci_in(uint64_t off, uint32_t len, uint64_t start, uint64_t s
 static void virtio_pci_mmio_notify(struct virtio_pci *vp, unsigned q, uint32_t len)
 {
 	/* The slow path: say so once, it is where a missing ioeventfd shows. */
-	if (!vp->slow_notify_seen) {
+	if (vp->slow_notifies++ == 0)
 		log_debug("%s: queue %u notified through an MMIO exit (%u bytes, ioeventfd %s)",
 			  vp->ops->name, q, len, vp->q[q].ioeventfd ? "set" : "unset");
-		vp->slow_notify_seen = true;
-	}
 	virtio_pci_kick_fd(vp->q[q].kick_fd);
 }
 
@@ -847,6 +847,16 @@ void virtio_pci_stop(struct virtio_pci *vp)
 	pthread_join(vp->thread, NULL);
 	vp->running = false;
 	virtio_pci_drain(vp->stop_fd);
+}
+
+uint64_t virtio_pci_slow_notifies(struct virtio_pci *vp)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&vp->lock);
+	n = vp->slow_notifies;
+	pthread_mutex_unlock(&vp->lock);
+	return n;
 }
 
 void virtio_pci_poll(struct virtio_pci *vp)

@@ -101,6 +101,9 @@ void virtio_pci_stop(struct virtio_pci *vp);
 /* Serves pending notifications on the calling thread: for tests without a device thread. */
 void virtio_pci_poll(struct virtio_pci *vp);
 
+/* Queue notifications that came through MMIO exits instead of ioeventfds (diagnostics). */
+uint64_t virtio_pci_slow_notifies(struct virtio_pci *vp);
+
 /* The transport's state, for snapshots and migration: fixed layout, little-endian host. */
 struct virtio_pci_queue_state {
 	uint64_t desc, driver, device;

@@ -801,8 +801,7 @@ static int vsock_flush_host(struct vsock_conn *c)
 {
 	while (c->buf_len > 0) {
 		uint32_t first = vsock_min(c->buf_len, VSOCK_BUF_ALLOC - c->buf_head);
-		struct iovec iov[2] = {{c->buf + c->buf_head, first},
-				       {c->buf, c->buf_len - first}};
+		struct iovec iov[2] = {{c->buf + c->buf_head, first}, {c->buf, c->buf_len - first}};
 		ssize_t w = vsock_send(c->fd, iov, iov[1].iov_len > 0 ? 2 : 1);
 
 		if (w <= 0)
@@ -822,7 +821,7 @@ static void vsock_forwarded(struct vsock *vs, struct vsock_conn *c)
 	if (c->buf_len > 0 || c->fd < 0)
 		return;
 	if (c->peer_shutdown == VSOCK_SHUTDOWN_BOTH) {
-		/* 5.10.6.6: the guest is done both ways and all it sent is delivered: RST ends it. */
+		/* 5.10.6.6: the guest is done both ways, all it sent delivered: RST ends it. */
 		vsock_conn_reset(vs, c);
 		return;
 	}
@@ -1002,7 +1001,7 @@ static bool vsock_tx_packet(struct vsock *vs, const struct vq_chain *ch)
 	}
 	vq_iov_read(ch->iov, ch->nread, 0, raw, sizeof(raw));
 	vsock_hdr_decode(raw, &h);
-	/* len must say exactly what follows, or the framing is lost: nothing here can be trusted. */
+	/* len must say exactly what follows, or the framing is lost: trust nothing here. */
 	if (h.len != ch->read_bytes - VSOCK_HDR_SIZE) {
 		vsock_fail(vs, "a tx packet's len does not match its buffers");
 		return false;
@@ -1054,7 +1053,7 @@ static bool vsock_parse_connect(const char *line, uint32_t *port)
 	return true;
 }
 
-/* A port of ours no connection to the guest's port uses yet: the table is smaller than the range. */
+/* A port of ours not yet paired with the guest's: the table is smaller than the range. */
 static uint32_t vsock_host_port(struct vsock *vs, uint32_t peer)
 {
 	for (;;) {
@@ -1162,7 +1161,8 @@ static void vsock_accept(struct vsock *vs)
 		if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
 			continue;
 		if (fd < 0) {
-			/* Out of fds or memory: the listener would spin; wait for a connection to go. */
+			/* Out of fds or memory: the listener would spin; wait for a connection to
+			 * go. */
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				vsock_listen_pause(vs);
 			return;
@@ -1233,6 +1233,7 @@ static void vsock_reset(struct virtio_device *dev)
 	vs->failed = false;
 	vs->rx_held = false; /* the queues are gone, and the chain with them */
 	vs->event_pending = false;
+	vs->next_host_port = VSOCK_HOST_PORT_MIN; /* no stream is left: the same ports each boot */
 	vsock_reap(vs);
 }
 
@@ -1293,8 +1294,8 @@ static int vsock_bind(struct vsock *vs)
 		ret = bind(vs->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : errno;
 	}
 	if (ret != 0) {
-		log_error("--vsock: cannot create the socket %s: %s%s", vs->cfg.path,
-			  strerror(ret), ret == ENOENT ? " (does its directory exist?)" : "");
+		log_error("--vsock: cannot create the socket %s: %s%s", vs->cfg.path, strerror(ret),
+			  ret == ENOENT ? " (does its directory exist?)" : "");
 		return -ret;
 	}
 	/* Remember which file is ours: at exit we remove that one, not a successor's. */

@@ -53,9 +53,9 @@
 #define VSOCK_QUEUE_EVENT 2
 
 struct vsock_config {
-	uint64_t cid;			 /* the guest's CID, VSOCK_CID_MIN..VSOCK_CID_MAX */
-	char path[VSOCK_PATH_MAX + 1];	 /* the Unix socket host programs connect to */
-	unsigned max_conns;		 /* 0: VSOCK_MAX_CONNS */
+	uint64_t cid;		       /* the guest's CID, VSOCK_CID_MIN..VSOCK_CID_MAX */
+	char path[VSOCK_PATH_MAX + 1]; /* the Unix socket host programs connect to */
+	unsigned max_conns;	       /* 0: VSOCK_MAX_CONNS */
 };
 
 struct vsock;

@@ -248,3 +248,44 @@ def test_disk_too_many(tabique, tmp_path):
 def test_disk_option_needs_a_value(tabique):
     r = run_on_pty([tabique, "run", "--disk"])
     assert_one_line_error(r, "--disk", "needs a value", status=2)
+
+
+# --- --vsock ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["", "cid=3", "socket=/tmp/x.sock", "cid=2,socket=/tmp/x.sock",
+                                  "cid=abc,socket=/tmp/x.sock", "cid=4294967295,socket=/x",
+                                  "cid=3,socket=", "cid=3,socket=/x,port=1",
+                                  "cid=3,socket=/" + "a" * 100])
+def test_vsock_bad_spec(tabique, spec):
+    r = run_on_pty([tabique, "run", "--vsock", spec])
+    assert_one_line_error(r, "--vsock", status=2)
+
+
+def test_vsock_twice(tabique, tmp_path):
+    spec = f"cid=3,socket={tmp_path}/v.sock"
+    r = run_on_pty([tabique, "run", "--vsock", spec, "--vsock", spec])
+    assert_one_line_error(r, "--vsock", "twice", status=2)
+
+
+def test_vsock_socket_in_a_missing_directory(tabique):
+    r = run_on_pty([tabique, "run", "--vsock", "cid=3,socket=/nonexistent/dir/v.sock"])
+    assert_one_line_error(r, "/nonexistent/dir/v.sock", "directory", status=1)
+
+
+def test_vsock_socket_in_use_by_a_live_listener(tabique, tmp_path):
+    import socket
+    path = str(tmp_path / "v.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+        other.bind(path)
+        other.listen(1)
+        r = run_on_pty([tabique, "run", "--vsock", f"cid=3,socket={path}"])
+    assert_one_line_error(r, path, "in use", status=1)
+    assert os.path.exists(path), "another program's socket was left alone"
+
+
+def test_vsock_path_is_not_a_socket(tabique, tmp_path):
+    path = tmp_path / "file"
+    path.write_text("mine")
+    r = run_on_pty([tabique, "run", "--vsock", f"cid=3,socket={path}"])
+    assert_one_line_error(r, str(path), "not a socket", status=1)
+    assert path.read_text() == "mine"

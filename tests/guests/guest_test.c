@@ -581,10 +581,39 @@ Test(guests, pci, .timeout = 60)
 	virtio_pci_save(vp, st);
 	cr_assert_eq(st->status, 1, "the guest's ACKNOWLEDGE reached the device");
 	cr_assert(virtio_pci_device(vp)->bars[0].mapped, "BAR 0 decodes");
+	cr_assert_eq(virtio_pci_slow_notifies(vp), 0,
+		     "the guest's 16-bit notify went to the ioeventfd, not through an MMIO exit");
 	pci_bus_destroy(pb);
 	tg_teardown(t);
 	virtio_pci_destroy(vp);
 	rng_destroy(rng);
 	free(st);
 	free(pb);
+}
+
+/*
+ * A guest that faults with no usable IDT escalates to a triple fault: the VM
+ * must stop as crashed, with a reason, and the VMM must carry on. The two
+ * bytes run at CPL0 (emulated here, but it is only one instruction).
+ */
+Test(guests, triple_fault, .timeout = 60)
+{
+	static const uint8_t ud2[] = {0x0f, 0x0b};
+	struct vm_config cfg = {.memory = 64ULL << 20, .cpus = 1};
+	struct tg *t;
+	enum vm_action action;
+
+	tg_require_kvm();
+	t = calloc(1, sizeof(*t));
+	cr_assert_not_null(t);
+	pthread_mutex_init(&t->lock, NULL);
+	cr_assert_eq(vm_create(&t->vm, &cfg), 0);
+	cr_assert_eq(memory_write(&t->vm.mem, GUEST_LOAD, ud2, sizeof(ud2)), 0);
+	/* boot_enter_long_mode leaves the IDT empty: #UD -> #GP -> #DF -> shutdown. */
+	cr_assert_eq(boot_enter_long_mode(&t->vm, &t->vm.vcpus[0], GUEST_LOAD, 0, 0x8000), 0);
+	action = tg_run(t, 20000);
+	cr_assert_eq(action, VM_CRASH, "action %d: %s", (int)action, t->vm.stop_reason);
+	cr_assert(strstr(t->vm.stop_reason, "triple-fault") != NULL, "reason: %s",
+		  t->vm.stop_reason);
+	tg_teardown(t);
 }

@@ -114,8 +114,8 @@ class Console:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise NestedHostTimeout(
-                        f"no {what} within {timeout:g} s; last "
-                        f"{TAIL_LINES} lines of console:\n{self.tail()}")
+                        f"timed out after {timeout:g} s waiting for {what}; "
+                        f"last {TAIL_LINES} lines of console:\n{self.tail()}")
                 self._cond.wait(left)
 
     def skip_to_end(self):

@@ -471,6 +471,18 @@ Test(pci, moving_a_bar_moves_its_mmio_range)
 	cr_assert_eq(td->last_off, 0x40);
 }
 
+/* ECAM is on the MMIO bus itself: the move re-enters it (bus.c runs handlers unlocked). */
+Test(pci, moving_a_bar_through_ecam, .timeout = 10)
+{
+	uint64_t to = LAYOUT_PCI_MMIO + 0x300000;
+
+	ecam_write(DEVFN, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
+	ecam_write(DEVFN, PCI_BAR0, (uint32_t)to, 4);
+	cr_assert_eq(ecam_read(DEVFN, PCI_BAR0, 4), (uint32_t)to);
+	cr_assert_eq(mread(to + 4, 4), 0x5a5a5a5a);
+	cr_assert_eq(td->mapped_at[0], to);
+}
+
 Test(pci, bars_outside_the_windows_or_over_others_do_not_decode)
 {
 	enable(PCI_COMMAND_MEMORY);

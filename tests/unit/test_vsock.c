@@ -543,7 +543,8 @@ Test(vsock, host_connect_refused_by_the_guest_closes_the_socket)
 
 Test(vsock, bad_host_requests_are_closed)
 {
-	const char *bad[] = {"HELLO 5\n", "CONNECT\n", "CONNECT x\n", "CONNECT 4294967295\n",
+	const char *bad[] = {"HELLO 5\n",     "CONNECT\n",
+			     "CONNECT x\n",   "CONNECT 4294967295\n",
 			     "CONNECT 5 6\n", "CONNECT 000000000000000000000000000000000000001\n"};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
