@@ -40,7 +40,8 @@ class NestedHostTimeout(NestedHostError):
 
 def _die_with_parent():
     # Runs in the child between fork and exec: an orphaned TCG QEMU would
-    # otherwise spin on two cores forever.
+    # otherwise spin on two cores forever.  (The signal comes when the
+    # *thread* that started QEMU ends: start hosts from a long-lived thread.)
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -123,16 +124,12 @@ class Console:
         with self._cond:
             self._pos = len(self._buf)
 
-    def since(self, mark):
-        with self._cond:
-            return self._buf[mark:]
-
     def tail(self, lines=TAIL_LINES):
         return "\n".join(self._buf.splitlines()[-lines:])
 
-    @property
-    def closed(self):
-        return self._eof
+    def join(self, timeout):
+        """Wait for the reader to see QEMU's output end."""
+        self._thread.join(timeout)
 
 
 class NestedHost:
@@ -243,6 +240,7 @@ class NestedHost:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+        self.console.join(5)  # it writes to the log until the end
         if self._log:
             self._log.close()
             self._log = None

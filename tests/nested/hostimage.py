@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 import struct
 import subprocess
@@ -83,8 +82,8 @@ def download(pkg, debdir):
     if found:
         return found
     _log(f"downloading {pkg}")
-    # apt drops privileges to _apt for the download; let it write here.
-    os.chmod(debdir, 0o777)
+    # As root, apt warns that it downloads unsandboxed (_apt cannot write
+    # here); harmless, and better than a world-writable cache folder.
     _run(["apt-get", "download", pkg], cwd=debdir)
     found = _find_deb(pkg, debdir)
     if not found:
