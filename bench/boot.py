@@ -72,6 +72,7 @@ def summarize(runs, vmms):
             "ok_runs": len(ok),
             "failed_runs": sum(r["vmm"] == name for r in runs) - len(ok),
             "ready_s_median": _median([r["ready_s"] for r in ok]),
+            "ready_s_min": min([r["ready_s"] for r in ok], default=None),
             "overhead_mib_median": _median([r["overhead_kb"] / 1024 for r in ok]),
         }
     base = summary.get("tabique", {})
@@ -79,6 +80,8 @@ def summarize(runs, vmms):
         if name != "tabique":
             s["tabique_ready_ratio"] = _ratio(base.get("ready_s_median"),
                                               s["ready_s_median"])
+            s["tabique_ready_ratio_min"] = _ratio(base.get("ready_s_min"),
+                                                  s["ready_s_min"])
             s["tabique_overhead_ratio"] = _ratio(base.get("overhead_mib_median"),
                                                  s["overhead_mib_median"])
     return summary
@@ -98,17 +101,21 @@ def _fmt(value, spec):
 
 def print_table(summary, boot_s):
     print(f"\nnested host boot: {boot_s:.1f} s.  NOTE: {NOTE}.\n")
-    print(f"{'VMM':<14}{'runs':>6}{'ready (s)':>11}{'overhead MiB':>14}"
-          f"{'tabique/this':>14}")
+    print(f"{'VMM':<14}{'runs':>6}{'ready median':>14}{'min':>8}"
+          f"{'overhead MiB':>14}{'tabique/this':>14}")
     for name, s in summary.items():
-        ratio = s.get("tabique_ready_ratio")
         runs = f"{s['ok_runs']}" + (f"+{s['failed_runs']}!" if s["failed_runs"] else "")
-        print(f"{name:<14}{runs:>6}{_fmt(s['ready_s_median'], '.2f'):>11}"
-              f"{_fmt(s['overhead_mib_median'], '.1f'):>14}"
-              f"{_fmt(ratio, '.2f') if name != 'tabique' else '':>14}")
-    print("\nready: median time from VMM process start to 'tabique: default guest "
-          "ready';\noverhead: VMM RSS minus the guest RAM mapping, at that moment;"
-          "\ntabique/this: tabique's median boot time divided by this VMM's.")
+        ratio = ""
+        if name != "tabique":
+            ratio = (f"{_fmt(s['tabique_ready_ratio'], '.2f')} / "
+                     f"{_fmt(s['tabique_ready_ratio_min'], '.2f')}")
+        print(f"{name:<14}{runs:>6}{_fmt(s['ready_s_median'], '.2f'):>12} s"
+              f"{_fmt(s['ready_s_min'], '.2f'):>6} s"
+              f"{_fmt(s['overhead_mib_median'], '.1f'):>14}{ratio:>14}")
+    print("\nready: time from VMM process start to 'tabique: default guest ready'"
+          " (median, min);\noverhead: VMM RSS minus the guest RAM mapping at that"
+          " moment (median);\ntabique/this: tabique's boot time divided by this"
+          " VMM's (by median / by min).")
 
 
 def parse_args():
@@ -129,27 +136,35 @@ def parse_args():
 
 def measure(host, args, vmms, guest):
     runs = []
-    total = args.warmup + args.runs
-    for i in range(total):
+    for i in range(-args.warmup, args.runs):  # negative: warm-up rounds
         for name in vmms:  # alternate: a slow phase of the host hits all
             argv = vmm_argv(name, os.path.abspath(args.tabique), guest,
                             args.cpus, args.memory)
             r = probe(host, name, argv, args.memory, args.timeout)
-            r.update(vmm=name, round=i, warmup=i < args.warmup)
-            _progress(r, i, total)
+            r.update(vmm=name, round=i, warmup=i < 0)
+            _progress(r, i, args.runs)
             if not r["warmup"]:
                 runs.append(r)
     return runs
 
 
-def _progress(r, i, total):
-    tag = "warm-up" if r["warmup"] else f"run {i + 1}/{total}"
+def _progress(r, i, runs):
+    tag = "warm-up" if r["warmup"] else f"run {i + 1}/{runs}"
     if r.get("ready_s"):
         print(f"  {tag:<10} {r['vmm']:<13} ready {r['ready_s']:6.2f} s, "
               f"overhead {r['overhead_kb'] / 1024:6.1f} MiB", flush=True)
     else:
         print(f"  {tag:<10} {r['vmm']:<13} FAILED: {r.get('error')}\n"
               f"{r.get('tail', '')[-1500:]}", flush=True)
+
+
+def _warn_if_busy(load):
+    # The nested host needs both cores of a small machine: anything else
+    # running shows up as noise of tens of seconds per boot.
+    if load > 0.5 * (os.cpu_count() or 1):
+        print(f"boot.py: WARNING: load average {load:.1f} on "
+              f"{os.cpu_count()} CPUs: other work will make the figures "
+              f"noisy; prefer an idle machine", file=sys.stderr, flush=True)
 
 
 def main():
@@ -165,15 +180,19 @@ def main():
     os.makedirs(args.results, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     log = os.path.join(args.results, f"boot-{stamp}.console.log")
+    load = [os.getloadavg()[0]]
+    _warn_if_busy(load[0])
     print(f"booting the nested host (console log: {log}) ...", flush=True)
     with NestedHost(log_path=log) as host:
         runs = measure(host, args, vmms, guest)
         boot_s = host.boot_seconds
+        load.append(os.getloadavg()[0])
     summary = summarize(runs, vmms)
     print_table(summary, boot_s)
     out = os.path.join(args.results, f"boot-{stamp}.json")
     with open(out, "w") as f:
         json.dump({"note": NOTE, "date": stamp, "nested_host_boot_s": boot_s,
+                   "loadavg_1min_before_after": load,
                    "config": {"cpus": args.cpus, "memory": args.memory,
                               "runs": args.runs, "warmup": args.warmup,
                               "guest": guest},

@@ -95,10 +95,18 @@ static void fb_destroy(struct net_backend *be)
 }
 
 static const struct net_backend_ops fb_plain = {
-    .name = "fuzz", .fd = fb_fd, .poll = fb_poll, .send = fb_send, .destroy = fb_destroy,
+    .name = "fuzz",
+    .fd = fb_fd,
+    .poll = fb_poll,
+    .send = fb_send,
+    .destroy = fb_destroy,
 };
 static const struct net_backend_ops fb_vnet = {
-    .name = "fuzz-vnet", .vnet_hdr = true, .fd = fb_fd, .poll = fb_poll, .send = fb_send,
+    .name = "fuzz-vnet",
+    .vnet_hdr = true,
+    .fd = fb_fd,
+    .poll = fb_poll,
+    .send = fb_send,
     .destroy = fb_destroy,
 };
 
@@ -161,8 +169,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static uint64_t features_of(uint8_t b)
 {
 	static const unsigned bit[8] = {
-	    VIRTIO_NET_F_MRG_RXBUF, 64, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_HOST_TSO4,
-	    VIRTIO_NET_F_GUEST_CSUM, VQ_F_EVENT_IDX, VQ_F_INDIRECT_DESC, VIRTIO_NET_F_GUEST_TSO4,
+	    VIRTIO_NET_F_MRG_RXBUF,  64,
+	    VIRTIO_NET_F_CSUM,	     VIRTIO_NET_F_HOST_TSO4,
+	    VIRTIO_NET_F_GUEST_CSUM, VQ_F_EVENT_IDX,
+	    VQ_F_INDIRECT_DESC,	     VIRTIO_NET_F_GUEST_TSO4,
 	};
 	uint64_t f = 1ULL << VIRTIO_F_VERSION_1;
 

@@ -27,8 +27,9 @@
  *     10 read whatever host sockets hold
  *
  * Every packet the device puts in rx is checked (addresses, type, op, len
- * against the used length and the buffer), and canaries around rx and
- * event buffers catch a write past them.
+ * against the used length and the buffer; RW never beyond the credit the
+ * guest advertised in the packets the device took), and canaries around rx
+ * and event buffers catch a write past them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,10 +67,21 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
+/* The driver's side of a queue; chains complete in order, so descriptors go round robin. */
 struct ring {
 	uint16_t size, avail_idx, next_desc, used_seen;
+	unsigned in_use; /* descriptors given and not back yet */
 	uint64_t desc, avail, used;
-	uint32_t cap[256]; /* writable bytes of the chain at each head */
+	uint32_t cap[256];		  /* writable bytes of the chain at each head */
+	uint16_t ndesc[256];		  /* its descriptors; 0 when not outstanding */
+	uint8_t hdr[256][VSOCK_HDR_SIZE]; /* tx: the packet at each head */
+	bool framed[256];		  /* tx: its framing was right */
+};
+
+/* What the guest advertised for one stream, and what the device sent it since it opened. */
+struct credit {
+	bool used;
+	uint32_t gport, hport, buf_alloc, fwd_cnt, sent;
 };
 
 struct input {
@@ -89,6 +101,7 @@ static unsigned ncanary;
 static int host[MAX_HOST], listeners[2];
 static char path[128];
 static uint8_t scratch[128 << 10];
+static struct credit credits[64];
 
 /* ---- a transport with three queues and no PCI ---- */
 
@@ -173,6 +186,15 @@ static void put(uint64_t gpa, uint64_t v, unsigned n)
 	CHECK(memory_write(&mem, gpa, &v, n) == 0);
 }
 
+static uint64_t le(const uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
 static uint64_t get(uint64_t gpa, unsigned n)
 {
 	uint64_t v = 0;
@@ -181,13 +203,18 @@ static uint64_t get(uint64_t gpa, unsigned n)
 	return v;
 }
 
-static void ring_add(unsigned q, const uint64_t *gpa, const uint32_t *len, const bool *w,
-		     unsigned n)
+/* Returns the chain's head, or -1 when the table is full. */
+static int ring_add(unsigned q, const uint64_t *gpa, const uint32_t *len, const bool *w, unsigned n)
 {
 	struct ring *r = &rings[q];
 	uint16_t head = r->next_desc;
 	uint32_t cap = 0;
 
+	/* Never more than the table holds: the checks must know what each head is. */
+	if (n == 0 || r->in_use + n > r->size)
+		return -1;
+	r->in_use += n;
+	r->ndesc[head] = (uint16_t)n;
 	for (unsigned i = 0; i < n; i++) {
 		uint16_t idx = (uint16_t)((head + i) % r->size);
 		uint64_t d = r->desc + 16ULL * idx;
@@ -203,6 +230,7 @@ static void ring_add(unsigned q, const uint64_t *gpa, const uint32_t *len, const
 	put(r->avail + 4 + 2ULL * (r->avail_idx % r->size), head, 2);
 	r->avail_idx++;
 	put(r->avail + 2, r->avail_idx, 2);
+	return head;
 }
 
 /* Room for a buffer the device writes, with a canary after it; 0 when out of room. */
@@ -240,29 +268,101 @@ static bool take(struct input *in, void *out, size_t n)
 
 /* ---- checks ---- */
 
-static void check_rx(void)
+static struct credit *credit_for(uint32_t gport, uint32_t hport, bool create)
 {
-	struct ring *r = &rings[VSOCK_QUEUE_RX];
+	struct credit *free_slot = NULL;
+
+	for (size_t i = 0; i < sizeof(credits) / sizeof(credits[0]); i++) {
+		struct credit *c = &credits[i];
+
+		if (c->used && c->gport == gport && c->hport == hport)
+			return c;
+		if (!c->used && free_slot == NULL)
+			free_slot = c;
+	}
+	if (!create || free_slot == NULL)
+		return NULL; /* untracked: not checked */
+	*free_slot = (struct credit){.used = true, .gport = gport, .hport = hport};
+	return free_slot;
+}
+
+/* A tx packet the device took: a well-formed one tells it the guest's credit. */
+static void credit_from_guest(const uint8_t *h, bool framed)
+{
+	uint16_t op = (uint16_t)(h[30] | h[31] << 8);
+	struct credit *c;
+
+	if (!framed || le(h, 8) != CID || le(h + 8, 8) != VSOCK_CID_HOST || le(h + 28, 2) != 1 ||
+	    op < 1 || op > 7 || le(h + 24, 4) > VSOCK_MAX_PKT)
+		return;
+	c = credit_for((uint32_t)le(h + 16, 4), (uint32_t)le(h + 20, 4), true);
+	if (c == NULL)
+		return;
+	if (op == 1 || op == 2)
+		c->sent = 0; /* a new stream on these ports */
+	c->buf_alloc = (uint32_t)le(h + 36, 4);
+	c->fwd_cnt = (uint32_t)le(h + 40, 4);
+}
+
+/* A packet from the device: data never beyond the guest's credit (5.10.6.3). */
+static void credit_to_guest(uint16_t op, uint32_t hport, uint32_t gport, uint32_t len)
+{
+	struct credit *c = credit_for(gport, hport, op == 1 || op == 2);
+
+	if (c == NULL)
+		return;
+	if (op == 1) {
+		c->sent = 0; /* the device opens a stream: no credit until the guest answers */
+		c->buf_alloc = c->fwd_cnt = 0;
+	} else if (op == 2) {
+		c->sent = 0;
+	} else if (op == 5) {
+		c->sent += len;
+		CHECK((uint32_t)(c->sent - c->fwd_cnt) <= c->buf_alloc);
+	}
+}
+
+/* A packet the device put at rx head id, len bytes. */
+static void check_packet(const struct ring *r, uint32_t id, uint32_t len)
+{
+	uint64_t d = r->desc + 16ULL * id, gpa = get(d, 8);
+	uint8_t h[VSOCK_HDR_SIZE];
+	uint16_t op;
+
+	CHECK(len >= VSOCK_HDR_SIZE && len <= r->cap[id]);
+	CHECK(get(d + 8, 4) >= VSOCK_HDR_SIZE); /* the harness never splits a header */
+	CHECK(memory_read(&mem, gpa, h, sizeof(h)) == 0);
+	op = (uint16_t)(h[30] | h[31] << 8);
+	CHECK(get(gpa + 8, 8) == CID);			 /* dst_cid */
+	CHECK((h[28] | h[29] << 8) == 1);		 /* type */
+	CHECK(op >= 1 && op <= 7);			 /* a real op */
+	CHECK(get(gpa + 24, 4) == len - VSOCK_HDR_SIZE); /* len */
+	CHECK(get(gpa, 8) == VSOCK_CID_HOST || op == 3); /* src_cid */
+	CHECK(op == 5 || get(gpa + 24, 4) == 0);	 /* only RW has data */
+	CHECK(get(gpa + 24, 4) <= VSOCK_MAX_PKT);
+	credit_to_guest(op, (uint32_t)get(gpa + 16, 4), (uint32_t)get(gpa + 20, 4),
+			len - VSOCK_HDR_SIZE);
+}
+
+/* Takes back what the device used on queue q, checking it. */
+static void reap(unsigned q)
+{
+	struct ring *r = &rings[q];
 
 	while (r->used_seen != (uint16_t)get(r->used + 2, 2)) {
 		uint64_t e = r->used + 4 + 8ULL * (r->used_seen++ % r->size);
 		uint32_t id = (uint32_t)get(e, 4), len = (uint32_t)get(e + 4, 4);
-		uint64_t d = r->desc + 16ULL * id, gpa = get(d, 8);
-		uint8_t h[VSOCK_HDR_SIZE];
-		uint16_t op;
 
-		CHECK(id < r->size && len >= VSOCK_HDR_SIZE && len <= r->cap[id]);
-		if (get(d + 8, 4) < VSOCK_HDR_SIZE)
-			continue; /* the harness never splits inside a header: a stale head */
-		CHECK(memory_read(&mem, gpa, h, sizeof(h)) == 0);
-		op = (uint16_t)(h[30] | h[31] << 8);
-		CHECK(get(gpa + 8, 8) == CID);			 /* dst_cid */
-		CHECK((h[28] | h[29] << 8) == 1);		 /* type */
-		CHECK(op >= 1 && op <= 7);			 /* a real op */
-		CHECK(get(gpa + 24, 4) == len - VSOCK_HDR_SIZE); /* len */
-		CHECK(get(gpa, 8) == VSOCK_CID_HOST || op == 3); /* src_cid */
-		CHECK(op == 5 || get(gpa + 24, 4) == 0);	 /* only RW has data */
-		CHECK(get(gpa + 24, 4) <= VSOCK_MAX_PKT);
+		CHECK(id < r->size && r->ndesc[id] > 0);
+		if (q == VSOCK_QUEUE_RX)
+			check_packet(r, id, len);
+		else if (q == VSOCK_QUEUE_TX) {
+			CHECK(len == 0);
+			credit_from_guest(r->hdr[id], r->framed[id]);
+		} else
+			CHECK(len == 4 && len <= r->cap[id]);
+		r->in_use -= r->ndesc[id];
+		r->ndesc[id] = 0;
 	}
 }
 
@@ -286,6 +386,7 @@ static void step_tx(struct input *in, unsigned variant)
 	bool w[3] = {false, false, false};
 	unsigned n = 0;
 	uint64_t at;
+	int head;
 
 	if (!take(in, h, sizeof(h)) || !take(in, &plen, 4) || !take(in, &fill, 1))
 		return;
@@ -309,7 +410,10 @@ static void step_tx(struct input *in, unsigned variant)
 		w[n] = true;
 		len[n++] = 16;
 	}
-	ring_add(VSOCK_QUEUE_TX, gpa, len, w, n);
+	if ((head = ring_add(VSOCK_QUEUE_TX, gpa, len, w, n)) < 0)
+		return;
+	memcpy(rings[VSOCK_QUEUE_TX].hdr[head], h, sizeof(h));
+	rings[VSOCK_QUEUE_TX].framed[head] = !(variant & 6) && le(h + 24, 4) == plen;
 	notify(VSOCK_QUEUE_TX);
 }
 
@@ -445,6 +549,7 @@ static void driver_reset(const uint8_t *hdr)
 		vq_reset(&vqs[q]);
 	dev->ops->reset(dev);
 	CHECK(vsock_connections(vs) == 0);
+	memset(credits, 0, sizeof(credits));
 	setup_queues(hdr);
 }
 
@@ -491,7 +596,10 @@ static void step(struct input *in, const uint8_t *hdr)
 	default:
 		break;
 	}
-	check_rx();
+	/* tx first: the credit the guest gave counts for the data that followed. */
+	reap(VSOCK_QUEUE_TX);
+	reap(VSOCK_QUEUE_RX);
+	reap(VSOCK_QUEUE_EVENT);
 	CHECK(vsock_connections(vs) <= VSOCK_MAX_CONNS);
 }
 
@@ -579,6 +687,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	wbuf = WBUF;
 	tbuf = WBUF_END;
 	ncanary = 0;
+	memset(credits, 0, sizeof(credits));
 	setup_queues(data);
 	/* The driver is up: the transport kicks every queue at DRIVER_OK. */
 	for (unsigned q = 0; q < VSOCK_NUM_QUEUES; q++)

@@ -128,8 +128,9 @@ static void disk_open_error(const char *path, int err, bool readonly)
 		log_error("disk %s is a directory, not an image file", path);
 	else if (err == EACCES || err == EPERM)
 		log_error("disk %s: permission denied (%s)", path,
-			  readonly ? "it must be readable" : "it must be readable and writable, "
-							     "or add ,readonly");
+			  readonly ? "it must be readable"
+				   : "it must be readable and writable, "
+				     "or add ,readonly");
 	else if (err == EROFS)
 		log_error("disk %s is on a read-only file system: add ,readonly", path);
 	else

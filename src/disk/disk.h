@@ -20,9 +20,9 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#define DISK_SECTOR	 512
-#define DISK_SERIAL_MAX	 20 /* virtio-blk's device ID string (VIRTIO 1.2, 5.2.6) */
-#define DISK_MAX	 16 /* --disk options per VM */
+#define DISK_SECTOR	512
+#define DISK_SERIAL_MAX 20 /* virtio-blk's device ID string (VIRTIO 1.2, 5.2.6) */
+#define DISK_MAX	16 /* --disk options per VM */
 
 /* One --disk PATH[,readonly][,serial=ID] option, parsed. */
 struct disk_spec {
@@ -59,11 +59,11 @@ enum disk_op {
  */
 struct disk_req {
 	enum disk_op op;
-	unsigned flags;	     /* DISK_F_* */
-	struct iovec *iov;   /* READ, WRITE: the buffers, len bytes in all */
-	unsigned niov;	     /* at most DISK_MAX_IOV */
-	uint64_t offset;     /* bytes from the start of the disk */
-	uint64_t len;	     /* bytes; offset + len <= disk size (the caller checks) */
+	unsigned flags;	   /* DISK_F_* */
+	struct iovec *iov; /* READ, WRITE: the buffers, len bytes in all */
+	unsigned niov;	   /* at most DISK_MAX_IOV */
+	uint64_t offset;   /* bytes from the start of the disk */
+	uint64_t len;	   /* bytes; offset + len <= disk size (the caller checks) */
 	/* Called once, from disk_complete() or disk_drain(): ret is 0 or -errno. */
 	void (*done)(struct disk_req *req, int ret);
 	/* The backend's. */

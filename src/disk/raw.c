@@ -120,8 +120,8 @@ static int raw_queue(struct disk *d, struct disk_req *req)
 
 static bool raw_req_ok(const struct disk *d, const struct disk_req *req)
 {
-	bool writes = req->op == DISK_WRITE || req->op == DISK_DISCARD ||
-		      req->op == DISK_WRITE_ZEROES;
+	bool writes =
+	    req->op == DISK_WRITE || req->op == DISK_DISCARD || req->op == DISK_WRITE_ZEROES;
 
 	if (writes && d->readonly)
 		return false;

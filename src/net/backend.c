@@ -10,8 +10,10 @@ int net_backend_open(const struct net_spec *spec, struct net_backend **out)
 {
 	*out = NULL;
 	switch (spec->kind) {
-	case NET_USER: return netuser_open(spec, out);
-	case NET_TAP: return tap_open(spec, out);
+	case NET_USER:
+		return netuser_open(spec, out);
+	case NET_TAP:
+		return tap_open(spec, out);
 	}
 	return -EINVAL;
 }

@@ -47,7 +47,8 @@ struct net_backend_ops {
 	void (*flush)(struct net_backend *be);
 	/* The device has room again after net_rx_stalled() said it had none. Optional. */
 	void (*rx_ready)(struct net_backend *be);
-	/* The guest negotiated these virtio-net features: enable the matching offloads. Optional. */
+	/* The guest negotiated these virtio-net features: enable the matching offloads. Optional.
+	 */
 	void (*set_offload)(struct net_backend *be, uint64_t features);
 	void (*destroy)(struct net_backend *be);
 };

@@ -11,7 +11,7 @@
 #define NET_SPEC_MAX 1024 /* longer values are surely a mistake */
 
 static int net_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int net_err(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -50,8 +50,8 @@ static void net_generate_mac(const char *text, unsigned index, uint8_t mac[6])
 
 void net_format_mac(const uint8_t mac[6], char *buf)
 {
-	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3],
-		 mac[4], mac[5]);
+	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
+		 mac[5]);
 }
 
 static int net_hexval(char c)
@@ -156,14 +156,14 @@ static bool net_ifname_ok(const char *s)
 	if (len == 0 || len >= IFNAMSIZ || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
 		return false;
 	for (const char *p = s; *p != '\0'; p++)
-		if (*p == '/' || *p == ':' || isspace((unsigned char)*p) || !isprint((unsigned char)*p))
+		if (*p == '/' || *p == ':' || isspace((unsigned char)*p) ||
+		    !isprint((unsigned char)*p))
 			return false;
 	return true;
 }
 
 /* One key=value after the backend name. */
-static int net_parse_option(char *opt, struct net_spec *s, bool *mac_set, char *err,
-			    size_t errlen)
+static int net_parse_option(char *opt, struct net_spec *s, bool *mac_set, char *err, size_t errlen)
 {
 	char *v = strchr(opt, '=');
 
@@ -181,7 +181,8 @@ static int net_parse_option(char *opt, struct net_spec *s, bool *mac_set, char *
 	}
 	if (strcmp(opt, "hostfwd") == 0 && s->kind == NET_USER) {
 		if (s->nfwd == NET_MAX_HOSTFWD)
-			return net_err(err, errlen, "more than %d hostfwd options", NET_MAX_HOSTFWD);
+			return net_err(err, errlen, "more than %d hostfwd options",
+				       NET_MAX_HOSTFWD);
 		return net_parse_hostfwd(v, &s->fwd[s->nfwd++], err, errlen);
 	}
 	if (strcmp(opt, "ifname") == 0 && s->kind == NET_TAP) {
@@ -211,8 +212,7 @@ static int net_parse_kind(const char *name, struct net_spec *s, char *err, size_
 	return 0;
 }
 
-int net_parse_spec(const char *text, unsigned index, struct net_spec *out, char *err,
-		   size_t errlen)
+int net_parse_spec(const char *text, unsigned index, struct net_spec *out, char *err, size_t errlen)
 {
 	char buf[NET_SPEC_MAX], *rest = buf, *tok;
 	bool mac_set = false;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <libslirp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -176,8 +177,8 @@ static int netuser_add_poll(int fd, int events, void *opaque)
 {
 	struct netuser *nu = opaque;
 
-	if (fd < 0 || !netuser_grow((void **)&nu->fds, &nu->fds_cap, nu->nfds + 1,
-				    sizeof(*nu->fds)))
+	if (fd < 0 ||
+	    !netuser_grow((void **)&nu->fds, &nu->fds_cap, nu->nfds + 1, sizeof(*nu->fds)))
 		return -1; /* slirp then never asks for this fd's events */
 	nu->fds[nu->nfds] = (struct netuser_pollfd){fd, events, 0};
 	return (int)nu->nfds++;
@@ -230,7 +231,8 @@ static void netuser_sync(struct netuser *nu)
 			maxfd = (unsigned)nu->fds[i].fd + 1;
 	for (unsigned i = 0; i < nu->nfds; i++)
 		netuser_watch(nu, i);
-	/* Out of memory: keep stale fds watched (slirp ignores their events) rather than lose any. */
+	/* Out of memory: keep stale fds watched (slirp ignores their events) rather than lose any.
+	 */
 	if (!netuser_grow((void **)&nu->wanted, &nu->wanted_cap, maxfd, sizeof(*nu->wanted)) ||
 	    !netuser_grow((void **)&nu->reg, &nu->reg_cap, nu->nreg + nu->nfds, sizeof(*nu->reg)))
 		return;
@@ -404,9 +406,8 @@ static int netuser_forward(struct netuser *nu, const struct net_hostfwd *f)
 	err = errno ? errno : EADDRINUSE;
 	inet_ntop(AF_INET, &f->host_addr, host, sizeof(host));
 	inet_ntop(AF_INET, &f->guest_addr, guest, sizeof(guest));
-	log_error("--net user: cannot forward %s port %s:%u to %s:%u: %s",
-		  f->udp ? "udp" : "tcp", host, f->host_port, guest, f->guest_port,
-		  strerror(err));
+	log_error("--net user: cannot forward %s port %s:%u to %s:%u: %s", f->udp ? "udp" : "tcp",
+		  host, f->host_port, guest, f->guest_port, strerror(err));
 	return -err;
 }
 
@@ -449,6 +450,12 @@ int netuser_open(const struct net_spec *spec, struct net_backend **out)
 	}
 	nu->be.ops = &netuser_ops;
 	nu->epfd = nu->timerfd = -1;
+	/*
+	 * libslirp send()s to host sockets without MSG_NOSIGNAL: a peer that
+	 * hung up must give EPIPE, not kill the VM. Process-wide, and harmless
+	 * to everything else (every write checks its errors).
+	 */
+	signal(SIGPIPE, SIG_IGN);
 	if ((ret = netuser_setup(nu, spec)) != 0) {
 		netuser_destroy(&nu->be);
 		return ret;

@@ -255,7 +255,8 @@ static enum blk_start blk_dwz(struct blk *blk, struct blk_req *req, const struct
 		*req->status = VIRTIO_BLK_S_UNSUPP;
 		return BLK_ANSWERED;
 	}
-	if (seg.num_sectors > BLK_MAX_DWZ_SECTORS || !blk_range_ok(blk, seg.sector, seg.num_sectors))
+	if (seg.num_sectors > BLK_MAX_DWZ_SECTORS ||
+	    !blk_range_ok(blk, seg.sector, seg.num_sectors))
 		return BLK_ANSWERED;
 	if (seg.num_sectors == 0) {
 		*req->status = VIRTIO_BLK_S_OK;
@@ -274,8 +275,8 @@ static enum blk_start blk_dispatch(struct blk *blk, struct blk_req *req, struct 
 	uint32_t type;
 	uint64_t sector;
 
-	if (c->read_bytes < sizeof(hdr) || vq_iov_read(c->iov, c->nread, 0, hdr, sizeof(hdr)) !=
-						  sizeof(hdr))
+	if (c->read_bytes < sizeof(hdr) ||
+	    vq_iov_read(c->iov, c->nread, 0, hdr, sizeof(hdr)) != sizeof(hdr))
 		return BLK_ANSWERED;
 	memcpy(&type, hdr, 4);
 	memcpy(&sector, hdr + 8, 8);
@@ -334,7 +335,8 @@ static bool blk_take_one(struct blk *blk, struct virtqueue *vq)
 	if (ret == 0 || ret == -EINVAL)
 		return false; /* empty; or broken, which the transport turns into NEEDS_RESET */
 	if (ret == -ENOBUFS) {
-		virtio_needs_reset(&blk->vdev, "the driver queued more buffers than seg_max allows");
+		virtio_needs_reset(&blk->vdev,
+				   "the driver queued more buffers than seg_max allows");
 		return false;
 	}
 	blk->free = req->next_free;
@@ -351,6 +353,19 @@ static bool blk_take_one(struct blk *blk, struct virtqueue *vq)
 	}
 }
 
+/* After a batch: one interrupt for everything pushed, and a stalled queue goes on. */
+static void blk_answer(struct blk *blk)
+{
+	if (blk->pushed) {
+		blk->pushed = false;
+		virtio_queue_used(&blk->vdev, 0);
+	}
+	if (blk->stalled && blk->free != NULL) {
+		blk->stalled = false;
+		virtio_queue_kick(&blk->vdev, 0);
+	}
+}
+
 static void blk_queue_notify(struct virtio_device *dev, unsigned q)
 {
 	struct blk *blk = blk_of(dev);
@@ -363,10 +378,9 @@ static void blk_queue_notify(struct virtio_device *dev, unsigned q)
 	while (taken < vq->size && blk_take_one(blk, vq))
 		taken++;
 	disk_commit(blk->disk); /* one system call for the whole batch */
-	if (blk->pushed) {
-		blk->pushed = false;
-		virtio_queue_used(dev, q);
-	}
+	/* Reads from the page cache complete during the submission: answer them now. */
+	disk_complete(blk->disk);
+	blk_answer(blk);
 	if (taken == vq->size && vq_has_avail(vq))
 		virtio_queue_kick(dev, q);
 }
@@ -378,14 +392,7 @@ static void blk_completions(struct virtio_device *dev, int fd)
 
 	(void)fd;
 	disk_complete(blk->disk);
-	if (blk->pushed) {
-		blk->pushed = false;
-		virtio_queue_used(dev, 0);
-	}
-	if (blk->stalled && blk->free != NULL) {
-		blk->stalled = false;
-		virtio_queue_kick(dev, 0);
-	}
+	blk_answer(blk);
 }
 
 /*

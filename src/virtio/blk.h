@@ -47,23 +47,23 @@
 #define VIRTIO_BLK_S_IOERR	  1
 #define VIRTIO_BLK_S_UNSUPP	  2
 
-#define VIRTIO_BLK_REQ_HDR_SIZE	 16 /* le32 type, le32 reserved, le64 sector */
-#define VIRTIO_BLK_DWZ_SEG_SIZE	 16 /* le64 sector, le32 num_sectors, le32 flags */
-#define VIRTIO_BLK_DWZ_F_UNMAP	 1u
-#define VIRTIO_BLK_ID_BYTES	 20
+#define VIRTIO_BLK_REQ_HDR_SIZE 16 /* le32 type, le32 reserved, le64 sector */
+#define VIRTIO_BLK_DWZ_SEG_SIZE 16 /* le64 sector, le32 num_sectors, le32 flags */
+#define VIRTIO_BLK_DWZ_F_UNMAP	1u
+#define VIRTIO_BLK_ID_BYTES	20
 
 /* struct virtio_blk_config (5.2.4) up to write_zeroes_may_unmap and its padding. */
-#define VIRTIO_BLK_CFG_CAPACITY		 0
-#define VIRTIO_BLK_CFG_SEG_MAX		 12
-#define VIRTIO_BLK_CFG_BLK_SIZE		 20
-#define VIRTIO_BLK_CFG_NUM_QUEUES	 34
-#define VIRTIO_BLK_CFG_MAX_DISCARD	 36
-#define VIRTIO_BLK_CFG_MAX_DISCARD_SEG	 40
-#define VIRTIO_BLK_CFG_DISCARD_ALIGN	 44
-#define VIRTIO_BLK_CFG_MAX_WZ		 48
-#define VIRTIO_BLK_CFG_MAX_WZ_SEG	 52
-#define VIRTIO_BLK_CFG_WZ_MAY_UNMAP	 56
-#define VIRTIO_BLK_CFG_SIZE		 60
+#define VIRTIO_BLK_CFG_CAPACITY	       0
+#define VIRTIO_BLK_CFG_SEG_MAX	       12
+#define VIRTIO_BLK_CFG_BLK_SIZE	       20
+#define VIRTIO_BLK_CFG_NUM_QUEUES      34
+#define VIRTIO_BLK_CFG_MAX_DISCARD     36
+#define VIRTIO_BLK_CFG_MAX_DISCARD_SEG 40
+#define VIRTIO_BLK_CFG_DISCARD_ALIGN   44
+#define VIRTIO_BLK_CFG_MAX_WZ	       48
+#define VIRTIO_BLK_CFG_MAX_WZ_SEG      52
+#define VIRTIO_BLK_CFG_WZ_MAY_UNMAP    56
+#define VIRTIO_BLK_CFG_SIZE	       60
 
 struct blk;
 

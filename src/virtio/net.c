@@ -306,8 +306,7 @@ static bool net_tx_header(const struct net *n, struct virtio_net_hdr *h, size_t 
 	if (h->flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM)
 		return false;
 	if ((h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) &&
-	    (!NET_HAS(n, VIRTIO_NET_F_CSUM) ||
-	     (size_t)h->csum_start + h->csum_offset + 2 > len))
+	    (!NET_HAS(n, VIRTIO_NET_F_CSUM) || (size_t)h->csum_start + h->csum_offset + 2 > len))
 		return false;
 	if (gso == VIRTIO_NET_HDR_GSO_NONE)
 		return true;
@@ -411,8 +410,7 @@ static void net_backend_event(struct virtio_device *dev, int fd)
 	net_rx_signal(n);
 }
 
-static void net_config_read(struct virtio_device *dev, uint32_t offset, uint8_t *data,
-			    uint32_t len)
+static void net_config_read(struct virtio_device *dev, uint32_t offset, uint8_t *data, uint32_t len)
 {
 	struct net *n = net_of(dev);
 	uint8_t cfg[NET_CONFIG_SIZE] = {0};
@@ -467,10 +465,9 @@ static void net_reset(struct virtio_device *dev)
 #define NET_OPS(feat)                                                                              \
 	{                                                                                          \
 		.name = "virtio-net", .device_id = VIRTIO_ID_NET, .features = (feat),              \
-		.num_queues = 2, .queue_max_size = NET_QUEUE_SIZE,                                 \
-		.config_size = NET_CONFIG_SIZE, .config_read = net_config_read,                    \
-		.features_ok = net_features_ok, .queue_notify = net_queue_notify,                  \
-		.reset = net_reset,                                                                \
+		.num_queues = 2, .queue_max_size = NET_QUEUE_SIZE, .config_size = NET_CONFIG_SIZE, \
+		.config_read = net_config_read, .features_ok = net_features_ok,                    \
+		.queue_notify = net_queue_notify, .reset = net_reset,                              \
 	}
 
 /* Offloads only when the backend passes headers on: libslirp needs whole checksums. */

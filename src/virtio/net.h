@@ -23,7 +23,7 @@
 #define NET_RX_QUEUE   0
 #define NET_TX_QUEUE   1
 #define NET_QUEUE_SIZE 256
-#define NET_HDR_LEN    12    /* struct virtio_net_hdr with num_buffers (VERSION_1) */
+#define NET_HDR_LEN    12 /* struct virtio_net_hdr with num_buffers (VERSION_1) */
 #define NET_ETH_HLEN   14
 #define NET_MAX_FRAME  65550 /* 64 KiB of TSO payload behind an Ethernet header */
 #define NET_MAC_LEN    6

@@ -289,3 +289,59 @@ def test_vsock_path_is_not_a_socket(tabique, tmp_path):
     r = run_on_pty([tabique, "run", "--vsock", f"cid=3,socket={path}"])
     assert_one_line_error(r, str(path), "not a socket", status=1)
     assert path.read_text() == "mine"
+
+
+# --- --net: found before the VM starts; a port or tap we cannot have stops the run ---
+
+@pytest.mark.parametrize("spec", ["", "bridge", "user,", "user,,mac=52:54:00:00:00:01",
+                                  "user,hostfwd=tcp::80", "user,hostfwd=sctp::80-:80",
+                                  "user,hostfwd=tcp::0-:80", "user,hostfwd=tcp::65536-:80",
+                                  "user,hostfwd=tcp::80-:99999", "user,hostfwd=tcp:1.2.3:80-:80",
+                                  "user,mac=01:00:5e:00:00:01", "user,mac=52:54:00:zz:00:01",
+                                  "user,ifname=tap0", "tap", "tap,ifname=",
+                                  "tap,ifname=name-that-is-too-long", "tap,ifname=a/b"])
+def test_net_bad_spec(tabique, spec):
+    r = run_on_pty([tabique, "run", *NO_KERNEL, "--net", spec])
+    assert_one_line_error(r, "--net", status=2)
+
+
+def test_net_too_many(tabique):
+    r = run_on_pty([tabique, "run", *NO_KERNEL] + ["--net", "user"] * 9)
+    assert_one_line_error(r, "too many --net", "8", status=2)
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_net_hostfwd_port_in_use(tabique, proto):
+    import socket
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as other:
+        other.bind(("127.0.0.1", 0))
+        if proto == "tcp":
+            other.listen(1)
+        port = other.getsockname()[1]
+        r = run_on_pty([tabique, "run", *NO_KERNEL, "--net",
+                        f"user,hostfwd={proto}::{port}-:80"])
+    assert_one_line_error(r, f"{proto} port 127.0.0.1:{port}", "Address already in use",
+                          status=1)
+
+
+def test_net_tap_that_is_not_a_tap(tabique):
+    """lo exists and is no tap: refused, and nothing is created on this host."""
+    r = run_on_pty([tabique, "run", *NO_KERNEL, "--net", "tap,ifname=lo"])
+    assert_one_line_error(r, "cannot open tap device lo", "CAP_NET_ADMIN", status=1)
+
+
+def test_net_tap_without_privileges(tabique):
+    """Creating a tap needs CAP_NET_ADMIN: an unprivileged user is told so."""
+    if os.geteuid() != 0:
+        pytest.fail("this test creates an unprivileged process, so it needs root")
+
+    def drop():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+
+    r = run_on_pty([tabique, "run", *NO_KERNEL, "--net", "tap,ifname=tbqnotthere0"],
+                   preexec=drop)
+    assert_one_line_error(r, "cannot open tap device tbqnotthere0",
+                          "needs CAP_NET_ADMIN or an existing tap owned by you", status=1)

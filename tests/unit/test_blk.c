@@ -29,20 +29,21 @@
 #define F_WRITE	   2
 #define F_INDIRECT 4
 
-#define MEM	 (64ULL << 20)
-#define DESC	 0x10000ULL
-#define AVAIL	 0x20000ULL
-#define USED	 0x30000ULL
-#define HDR(h)	 (0x100000ULL + 64ULL * (h)) /* header at +0, status at +32 */
+#define MEM	  (64ULL << 20)
+#define DESC	  0x10000ULL
+#define AVAIL	  0x20000ULL
+#define USED	  0x30000ULL
+#define HDR(h)	  (0x100000ULL + 64ULL * (h)) /* header at +0, status at +32 */
 #define STATUS(h) (HDR(h) + 32)
-#define IND(h)	 (0x400000ULL + 0x2000ULL * (h)) /* up to 512 entries per table */
-#define DATA	 0x1000000ULL
-#define SIZE	 (1u << 20) /* the image: 2048 sectors */
-#define SECTORS	 (SIZE / 512)
+#define IND(h)	  (0x400000ULL + 0x2000ULL * (h)) /* up to 512 entries per table */
+#define DATA	  0x1000000ULL
+#define SIZE	  (1u << 20) /* the image: 2048 sectors */
+#define SECTORS	  (SIZE / 512)
 
 #define FEATURES_RW                                                                                \
-	(1ULL << VIRTIO_BLK_F_SEG_MAX | 1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH | \
-	 1ULL << VIRTIO_BLK_F_DISCARD | 1ULL << VIRTIO_BLK_F_WRITE_ZEROES)
+	(1ULL << VIRTIO_BLK_F_SEG_MAX | 1ULL << VIRTIO_BLK_F_BLK_SIZE |                            \
+	 1ULL << VIRTIO_BLK_F_FLUSH | 1ULL << VIRTIO_BLK_F_DISCARD |                               \
+	 1ULL << VIRTIO_BLK_F_WRITE_ZEROES)
 
 struct buf {
 	uint64_t gpa;
@@ -374,8 +375,8 @@ Test(blk, read_into_many_buffers_with_the_header_split_and_status_shared)
 	uint16_t h = 0;
 	/* Header in 3 pieces, 5 data buffers, the last one also holding the status byte. */
 	struct buf b[8] = {
-	    {HDR(h), 5, false},	   {HDR(h) + 5, 1, false},    {HDR(h) + 6, 10, false},
-	    {DATA, 512, true},	   {DATA + 8192, 100, true},  {DATA + 16384, 924, true},
+	    {HDR(h), 5, false},	     {HDR(h) + 5, 1, false},	    {HDR(h) + 6, 10, false},
+	    {DATA, 512, true},	     {DATA + 8192, 100, true},	    {DATA + 16384, 924, true},
 	    {DATA + 24576, 1, true}, {DATA + 32768, 511 + 1, true},
 	};
 	uint8_t *status;
@@ -520,8 +521,8 @@ Test(blk, sectors_that_overflow_are_ioerr)
 {
 	start(false, FEATURES_RW);
 	expect(request(VIRTIO_BLK_T_IN, UINT64_MAX, DATA, 512, true), VIRTIO_BLK_S_IOERR, 1);
-	expect(request(VIRTIO_BLK_T_IN, UINT64_MAX / 512 + 1, DATA, 512, true),
-	       VIRTIO_BLK_S_IOERR, 1);
+	expect(request(VIRTIO_BLK_T_IN, UINT64_MAX / 512 + 1, DATA, 512, true), VIRTIO_BLK_S_IOERR,
+	       1);
 	expect(request(VIRTIO_BLK_T_OUT, 1ULL << 63, DATA, 512, false), VIRTIO_BLK_S_IOERR, 1);
 	expect(request(VIRTIO_BLK_T_IN, UINT64_MAX - 1, 0, 0, true), VIRTIO_BLK_S_IOERR, 1);
 }
@@ -774,14 +775,20 @@ Test(blk, a_full_ring_of_mixed_requests)
 
 Test(blk, reset_waits_for_inflight_io_and_answers_nothing)
 {
+	uint16_t answered;
+
 	start(false, FEATURES_RW);
+	/* Out of the page cache, so that reads are still in flight at the reset. */
+	cr_assert_eq(fdatasync(file), 0);
+	cr_assert_eq(posix_fadvise(file, 0, 0, POSIX_FADV_DONTNEED), 0);
 	for (unsigned i = 0; i < 32; i++)
 		request(VIRTIO_BLK_T_IN, 64ULL * i, DATA + 32768ULL * i, 32768, true);
 	dev->ops->queue_notify(dev, 0);
-	vq_reset(&vq); /* what the transport does first */
+	answered = used_idx(); /* those that completed during the submission */
+	vq_reset(&vq);	       /* what the transport does first */
 	dev->ops->reset(dev);
 	cr_assert_eq(blk_inflight(blk), 0, "no read may land after the reset");
-	cr_assert_eq(used_idx(), 0, "nothing answered");
+	cr_assert_eq(used_idx(), answered, "nothing answered by the reset");
 	/* A reset device works again. */
 	cr_assert_eq(vq_setup(&vq, &mem, 64, DESC, AVAIL, USED, false, true), 0);
 	put(USED + 2, 0, 2);

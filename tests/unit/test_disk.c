@@ -48,7 +48,7 @@ Test(disk_spec, good)
 		 "12345678901234567890");
 	parse_ok("a,,b.img", "a,b.img", false, "");
 	parse_ok("a,,b,,,readonly", "a,b,", true, "");
-	parse_ok("d.img,,", "d.img,", false, ""); /* an escaped comma, not a stray one */
+	parse_ok("d.img,,", "d.img,", false, "");    /* an escaped comma, not a stray one */
 	parse_ok("serial=x", "serial=x", false, ""); /* the first field is always the path */
 	parse_ok("d.img,serial=with space", "d.img", false, "with space");
 }

@@ -23,12 +23,12 @@
 #define RXQ 0
 #define TXQ 1
 
-#define F_MAC	    (1ULL << VIRTIO_NET_F_MAC)
-#define F_STATUS    (1ULL << VIRTIO_NET_F_STATUS)
-#define F_MRG	    (1ULL << VIRTIO_NET_F_MRG_RXBUF)
-#define F_CSUM	    (1ULL << VIRTIO_NET_F_CSUM)
+#define F_MAC	     (1ULL << VIRTIO_NET_F_MAC)
+#define F_STATUS     (1ULL << VIRTIO_NET_F_STATUS)
+#define F_MRG	     (1ULL << VIRTIO_NET_F_MRG_RXBUF)
+#define F_CSUM	     (1ULL << VIRTIO_NET_F_CSUM)
 #define F_GUEST_CSUM (1ULL << VIRTIO_NET_F_GUEST_CSUM)
-#define F_HOST_TSO4 (1ULL << VIRTIO_NET_F_HOST_TSO4)
+#define F_HOST_TSO4  (1ULL << VIRTIO_NET_F_HOST_TSO4)
 
 /* ---- a backend that records what it is given ---- */
 
@@ -93,13 +93,23 @@ static void fake_destroy(struct net_backend *be)
 }
 
 static const struct net_backend_ops fake_ops = {
-    .name = "fake", .vnet_hdr = false, .fd = fake_fd, .poll = fake_poll, .send = fake_send,
-    .rx_ready = fake_rx_ready, .destroy = fake_destroy,
+    .name = "fake",
+    .vnet_hdr = false,
+    .fd = fake_fd,
+    .poll = fake_poll,
+    .send = fake_send,
+    .rx_ready = fake_rx_ready,
+    .destroy = fake_destroy,
 };
 
 static const struct net_backend_ops fake_vnet_ops = {
-    .name = "fake-vnet", .vnet_hdr = true, .fd = fake_fd, .poll = fake_poll,
-    .send = fake_send, .rx_ready = fake_rx_ready, .set_offload = fake_set_offload,
+    .name = "fake-vnet",
+    .vnet_hdr = true,
+    .fd = fake_fd,
+    .poll = fake_poll,
+    .send = fake_send,
+    .rx_ready = fake_rx_ready,
+    .set_offload = fake_set_offload,
     .destroy = fake_destroy,
 };
 
@@ -706,49 +716,49 @@ Test(net_spec, generated_macs_are_stable_local_and_distinct)
 Test(net_spec, bad_strings)
 {
 	static const char *const bad[] = {
-		"",
-		"bridge",
-		"user,",
-		",user",
-		"user,,mac=52:54:00:00:00:01",
-		"user,hostfwd",
-		"user,hostfwd=",
-		"user,hostfwd=tcp::80",
-		"user,hostfwd=tcp:80-:80",
-		"user,hostfwd=sctp::80-:80",
-		"user,hostfwd=tcp::0-:80",
-		"user,hostfwd=tcp::65536-:80",
-		"user,hostfwd=tcp::80-:99999",
-		"user,hostfwd=tcp::-1-:80",
-		"user,hostfwd=tcp::80x-:80",
-		"user,hostfwd=tcp::+80-:80",
-		"user,hostfwd=tcp:1.2.3:80-:80",
-		"user,hostfwd=tcp::80-10.0.2:80",
-		"user,hostfwd=tcp::80-:",
-		"user,mac=52:54:00:00:00",
-		"user,mac=52:54:00:00:00:0g",
-		"user,mac=53:54:00:00:00:01",
-		"user,mac=00:00:00:00:00:00",
-		"user,mac=52-54-00-00-00-01",
-		"user,mac=52:54:00:00:00:01,mac=52:54:00:00:00:02",
-		"user,ifname=tap0",
-		"user,bogus=1",
-		"tap",
-		"tap,ifname=",
-		"tap,ifname=a-name-that-is-too-long",
-		"tap,ifname=a/b",
-		"tap,ifname=a b",
-		"tap,ifname=..",
-		"tap,ifname=t0,ifname=t1",
-		"tap,hostfwd=tcp::80-:80",
+	    "",
+	    "bridge",
+	    "user,",
+	    ",user",
+	    "user,,mac=52:54:00:00:00:01",
+	    "user,hostfwd",
+	    "user,hostfwd=",
+	    "user,hostfwd=tcp::80",
+	    "user,hostfwd=tcp:80-:80",
+	    "user,hostfwd=sctp::80-:80",
+	    "user,hostfwd=tcp::0-:80",
+	    "user,hostfwd=tcp::65536-:80",
+	    "user,hostfwd=tcp::80-:99999",
+	    "user,hostfwd=tcp::-1-:80",
+	    "user,hostfwd=tcp::80x-:80",
+	    "user,hostfwd=tcp::+80-:80",
+	    "user,hostfwd=tcp:1.2.3:80-:80",
+	    "user,hostfwd=tcp::80-10.0.2:80",
+	    "user,hostfwd=tcp::80-:",
+	    "user,mac=52:54:00:00:00",
+	    "user,mac=52:54:00:00:00:0g",
+	    "user,mac=53:54:00:00:00:01",
+	    "user,mac=00:00:00:00:00:00",
+	    "user,mac=52-54-00-00-00-01",
+	    "user,mac=52:54:00:00:00:01,mac=52:54:00:00:00:02",
+	    "user,ifname=tap0",
+	    "user,bogus=1",
+	    "tap",
+	    "tap,ifname=",
+	    "tap,ifname=a-name-that-is-too-long",
+	    "tap,ifname=a/b",
+	    "tap,ifname=a b",
+	    "tap,ifname=..",
+	    "tap,ifname=t0,ifname=t1",
+	    "tap,hostfwd=tcp::80-:80",
 	};
 	struct net_spec s;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char err[160] = "";
 
-		cr_expect_eq(net_parse_spec(bad[i], 0, &s, err, sizeof(err)), -EINVAL, "'%s' accepted",
-			     bad[i]);
+		cr_expect_eq(net_parse_spec(bad[i], 0, &s, err, sizeof(err)), -EINVAL,
+			     "'%s' accepted", bad[i]);
 		cr_expect_neq(err[0], '\0', "'%s' gave no reason", bad[i]);
 	}
 }
