@@ -72,15 +72,25 @@ static void fb_poll(struct net_backend *be)
 	(void)be;
 }
 
-static int fb_send(struct net_backend *be, const uint8_t *pkt, size_t len)
+/* The pieces must add up to len and lie in guest RAM, but for our header. */
+static int fb_send(struct net_backend *be, const struct iovec *iov, unsigned n, size_t len)
 {
-	size_t hdr = be->ops->vnet_hdr ? NET_HDR_LEN : 0;
+	size_t hdr = be->ops->vnet_hdr ? NET_HDR_LEN : 0, total = 0;
 
 	CHECK(len >= hdr + NET_ETH_HLEN && len <= hdr + NET_MAX_FRAME);
+	for (unsigned i = 0; i < n; i++) {
+		CHECK(iov[i].iov_len > 0);
+		CHECK((i == 0 && hdr) || gpa_to_hva(&mem, 0, RAM) <= iov[i].iov_base);
+		CHECK((i == 0 && hdr) || (uint8_t *)iov[i].iov_base + iov[i].iov_len <=
+					     (uint8_t *)gpa_to_hva(&mem, 0, RAM) + RAM);
+		total += iov[i].iov_len;
+	}
+	CHECK(total == len);
 	if (hdr) {
 		struct virtio_net_hdr h;
 
-		memcpy(&h, pkt, sizeof(h));
+		CHECK(iov[0].iov_len == NET_HDR_LEN);
+		memcpy(&h, iov[0].iov_base, sizeof(h));
 		CHECK(h.num_buffers == 0);
 		CHECK(!(h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) ||
 		      (size_t)h.csum_start + h.csum_offset + 2 <= len - hdr);

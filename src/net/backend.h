@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 struct net;
 struct net_backend;
@@ -37,12 +38,14 @@ struct net_backend_ops {
 	int (*fd)(struct net_backend *be);
 	void (*poll)(struct net_backend *be);
 	/*
-	 * A frame from the guest (with the header first when vnet_hdr), len
-	 * bytes, at most NET_HDR_LEN + NET_MAX_FRAME. The buffer is the
-	 * device's copy: valid during the call only. Returns 0 or -errno
-	 * (the frame was dropped).
+	 * A frame from the guest: iov[0, n) hold len bytes, at most
+	 * NET_HDR_LEN + NET_MAX_FRAME. With vnet_hdr, iov[0] is the 12-byte
+	 * header: the device's checked copy. The frame itself is still in
+	 * guest memory, which the guest may change at any time: a backend
+	 * that looks into it must copy it first (the kernel, behind a tap,
+	 * does). Valid during the call only. Returns 0 or -errno (dropped).
 	 */
-	int (*send)(struct net_backend *be, const uint8_t *pkt, size_t len);
+	int (*send)(struct net_backend *be, const struct iovec *iov, unsigned n, size_t len);
 	/* After a batch of send()s: the backend catches up (slirp's new sockets). Optional. */
 	void (*flush)(struct net_backend *be);
 	/* The device has room again after net_rx_stalled() said it had none. Optional. */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -97,14 +98,15 @@ static int tap_fd(struct net_backend *be)
 }
 
 /* A full host queue (EAGAIN, ENOBUFS) drops the frame, as a busy wire would. */
-static int tap_send(struct net_backend *be, const uint8_t *pkt, size_t len)
+static int tap_send(struct net_backend *be, const struct iovec *iov, unsigned n, size_t len)
 {
-	ssize_t n;
+	ssize_t done;
 
+	(void)len;
 	do {
-		n = write(tap_of(be)->fd, pkt, len);
-	} while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : 0;
+		done = writev(tap_of(be)->fd, iov, (int)n);
+	} while (done < 0 && errno == EINTR);
+	return done < 0 ? -errno : 0;
 }
 
 /* What the kernel may hand us is what the guest can take (TUN_F_* follow GUEST_*). */

@@ -46,6 +46,7 @@ struct netuser {
 	unsigned wanted_cap;
 	uint32_t round;
 	struct netuser_timer *timers;
+	uint8_t frame[NET_MAX_FRAME]; /* the guest's frame, copied for slirp_input */
 };
 
 static struct netuser *netuser_of(struct net_backend *be)
@@ -333,10 +334,22 @@ static int netuser_fd(struct net_backend *be)
 	return netuser_of(be)->epfd;
 }
 
-/* slirp copies the frame into its own buffer before looking at it. */
-static int netuser_send(struct net_backend *be, const uint8_t *pkt, size_t len)
+/* libslirp parses the frame in place: it gets our copy, never guest memory. */
+static int netuser_send(struct net_backend *be, const struct iovec *iov, unsigned n, size_t len)
 {
-	slirp_input(netuser_of(be)->slirp, pkt, (int)len);
+	struct netuser *nu = netuser_of(be);
+	size_t at = 0;
+
+	for (unsigned i = 0; i < n && at < sizeof(nu->frame); i++) {
+		size_t piece = iov[i].iov_len < sizeof(nu->frame) - at ? iov[i].iov_len
+								       : sizeof(nu->frame) - at;
+
+		memcpy(nu->frame + at, iov[i].iov_base, piece);
+		at += piece;
+	}
+	if (at != len)
+		return -EMSGSIZE;
+	slirp_input(nu->slirp, nu->frame, (int)len);
 	return 0;
 }
 

@@ -28,7 +28,8 @@ struct blk_req {
 	struct disk_req io; /* first: blk_req_of() */
 	struct blk *blk;
 	uint16_t head;
-	uint8_t *status; /* the chain's last writable byte, in guest RAM */
+	uint8_t *status; /* the chain's last writable byte, in guest RAM: written once, last */
+	uint8_t answer;	 /* what goes there; never read back from guest RAM */
 	uint32_t used;	 /* bytes written into the chain on success, status included */
 	struct blk_req *next_free;
 	struct iovec iov[BLK_MAX_IOV];
@@ -92,12 +93,13 @@ static void blk_config_read(struct virtio_device *dev, uint32_t offset, uint8_t 
 
 /* ---- answering ---- */
 
-static void blk_push(struct blk *blk, struct blk_req *req, uint8_t status)
+static void blk_push(struct blk *blk, struct blk_req *req)
 {
 	struct virtqueue *vq = virtio_queue(&blk->vdev, 0);
 
-	*req->status = status;
-	if (vq != NULL && vq_push(vq, req->head, status == VIRTIO_BLK_S_OK ? req->used : 1) == 0)
+	*req->status = req->answer;
+	if (vq != NULL &&
+	    vq_push(vq, req->head, req->answer == VIRTIO_BLK_S_OK ? req->used : 1) == 0)
 		blk->pushed = true;
 }
 
@@ -115,8 +117,9 @@ static void blk_io_done(struct disk_req *io, int ret)
 	blk->inflight--;
 	if (ret < 0)
 		log_debug("virtio-blk %s: request failed: %s", blk->disk->path, strerror(-ret));
+	req->answer = ret == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
 	if (!blk->quiet)
-		blk_push(blk, req, ret == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR);
+		blk_push(blk, req);
 	blk_req_free(blk, req);
 }
 
@@ -184,7 +187,7 @@ static enum blk_start blk_rw(struct blk *blk, struct blk_req *req, struct vq_cha
 	if (write && blk->disk->readonly)
 		return BLK_ANSWERED; /* 5.2.6.2: IOERR, and no data written */
 	if (bytes == 0) {
-		*req->status = VIRTIO_BLK_S_OK;
+		req->answer = VIRTIO_BLK_S_OK;
 		return BLK_ANSWERED;
 	}
 	req->used = write ? 1 : (uint32_t)bytes + 1;
@@ -196,7 +199,7 @@ static enum blk_start blk_flush(struct blk *blk, struct blk_req *req)
 {
 	/* Nothing was written through a readonly disk: nothing to make stable. */
 	if (blk->disk->readonly) {
-		*req->status = VIRTIO_BLK_S_OK;
+		req->answer = VIRTIO_BLK_S_OK;
 		return BLK_ANSWERED;
 	}
 	req->used = 1;
@@ -210,7 +213,7 @@ static enum blk_start blk_get_id(struct blk *blk, struct blk_req *req, const str
 		return BLK_ANSWERED;
 	vq_iov_write(&c->iov[c->nread], c->nwrite, 0, blk->serial, VIRTIO_BLK_ID_BYTES);
 	req->used = VIRTIO_BLK_ID_BYTES + 1;
-	*req->status = VIRTIO_BLK_S_OK;
+	req->answer = VIRTIO_BLK_S_OK;
 	return BLK_ANSWERED;
 }
 
@@ -245,21 +248,21 @@ static enum blk_start blk_dwz(struct blk *blk, struct blk_req *req, const struct
 	struct blk_dwz seg;
 
 	if (!blk_negotiated(blk, zeroes ? VIRTIO_BLK_F_WRITE_ZEROES : VIRTIO_BLK_F_DISCARD)) {
-		*req->status = VIRTIO_BLK_S_UNSUPP;
+		req->answer = VIRTIO_BLK_S_UNSUPP;
 		return BLK_ANSWERED;
 	}
 	if (blk->disk->readonly || !blk_read_dwz(c, &seg))
 		return BLK_ANSWERED;
 	/* 5.2.6.2: unknown flags, or unmap on a discard, are UNSUPP. */
 	if ((seg.flags & ~VIRTIO_BLK_DWZ_F_UNMAP) || (!zeroes && seg.flags)) {
-		*req->status = VIRTIO_BLK_S_UNSUPP;
+		req->answer = VIRTIO_BLK_S_UNSUPP;
 		return BLK_ANSWERED;
 	}
 	if (seg.num_sectors > BLK_MAX_DWZ_SECTORS ||
 	    !blk_range_ok(blk, seg.sector, seg.num_sectors))
 		return BLK_ANSWERED;
 	if (seg.num_sectors == 0) {
-		*req->status = VIRTIO_BLK_S_OK;
+		req->answer = VIRTIO_BLK_S_OK;
 		return BLK_ANSWERED;
 	}
 	req->used = 1;
@@ -294,7 +297,7 @@ static enum blk_start blk_dispatch(struct blk *blk, struct blk_req *req, struct 
 	case VIRTIO_BLK_T_WRITE_ZEROES:
 		return blk_dwz(blk, req, c, type == VIRTIO_BLK_T_WRITE_ZEROES);
 	default:
-		*req->status = VIRTIO_BLK_S_UNSUPP;
+		req->answer = VIRTIO_BLK_S_UNSUPP;
 		return BLK_ANSWERED;
 	}
 }
@@ -311,7 +314,7 @@ static enum blk_start blk_start(struct blk *blk, struct blk_req *req, struct vq_
 	last = &c->iov[c->nread + c->nwrite - 1];
 	req->head = c->head;
 	req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
-	*req->status = VIRTIO_BLK_S_IOERR; /* until something better is known */
+	req->answer = VIRTIO_BLK_S_IOERR; /* until something better is known */
 	req->used = 1;
 	req->io.flags = 0;
 	return blk_dispatch(blk, req, c);
@@ -342,7 +345,7 @@ static bool blk_take_one(struct blk *blk, struct virtqueue *vq)
 	blk->free = req->next_free;
 	switch (blk_start(blk, req, &chain)) {
 	case BLK_ANSWERED:
-		blk_push(blk, req, *req->status);
+		blk_push(blk, req);
 		blk_req_free(blk, req);
 		return true;
 	case BLK_QUEUED:

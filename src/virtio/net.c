@@ -39,7 +39,13 @@ struct net {
 	struct virtio_device vdev; /* first: net_of() */
 	struct net_backend *be;
 	uint8_t mac[NET_MAC_LEN];
-	bool live;	/* queue_notify ran since the last reset: DRIVER_OK is set */
+	/*
+	 * queue_notify ran since the last reset, so DRIVER_OK is set. The device
+	 * cannot see a NEEDS_RESET the transport sets on its own (the driver
+	 * cleared a status bit): frames may then still land in the receive
+	 * queue, which harms only that driver.
+	 */
+	bool live;
 	bool broken;	/* we asked for NEEDS_RESET: no queue work until the reset */
 	bool rx_pushed; /* receive chains were used since the last interrupt decision */
 	bool stalled;	/* the backend was told the device is full; rx_ready() owed */
@@ -52,7 +58,7 @@ struct net {
 	size_t bl_bytes;
 
 	struct iovec tx_iov[NET_TX_MAX_IOV];
-	uint8_t tx_buf[NET_PKT_MAX];
+	struct iovec tx_out[NET_TX_MAX_IOV + 1]; /* our header, then the frame's pieces */
 };
 
 static struct net *net_of(struct virtio_device *dev)
@@ -315,24 +321,48 @@ static bool net_tx_header(const struct net *n, struct virtio_net_hdr *h, size_t 
 }
 
 /* Copies the chain out of guest memory and hands it on. Returns true if the backend took it. */
+/* The buffers of src[0, n) after the first skip bytes, into dst; returns how many. */
+static unsigned net_iov_after(const struct iovec *src, unsigned n, size_t skip, struct iovec *dst)
+{
+	unsigned out = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		size_t len = src[i].iov_len;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		dst[out].iov_base = (uint8_t *)src[i].iov_base + skip;
+		dst[out++].iov_len = len - skip;
+		skip = 0;
+	}
+	return out;
+}
+
+/*
+ * Hands the chain on without copying the frame (the backend copies what it
+ * parses); the header is copied, checked and replaced by our copy. Returns
+ * true if the backend took it.
+ */
 static bool net_tx_send(struct net *n, const struct vq_chain *c)
 {
 	size_t total = c->read_bytes, len = total - NET_HDR_LEN;
 	struct net_backend *be = n->be;
 	struct virtio_net_hdr hdr;
+	unsigned cnt;
 
 	if (total > NET_PKT_MAX || len < NET_ETH_HLEN)
 		return false;
-	if (vq_iov_read(c->iov, c->nread, 0, n->tx_buf, total) != total)
-		return false;
+	cnt = net_iov_after(c->iov, c->nread, NET_HDR_LEN, n->tx_out + 1);
 	if (!be->ops->vnet_hdr)
-		return be->ops->send(be, n->tx_buf + NET_HDR_LEN, len) == 0;
-	memcpy(&hdr, n->tx_buf, NET_HDR_LEN);
+		return be->ops->send(be, n->tx_out + 1, cnt, len) == 0;
+	vq_iov_read(c->iov, c->nread, 0, &hdr, NET_HDR_LEN);
 	if (!net_tx_header(n, &hdr, len))
 		return false;
 	hdr.num_buffers = 0;
-	memcpy(n->tx_buf, &hdr, NET_HDR_LEN);
-	return be->ops->send(be, n->tx_buf, total) == 0;
+	n->tx_out[0] = (struct iovec){&hdr, NET_HDR_LEN};
+	return be->ops->send(be, n->tx_out, cnt + 1, total) == 0;
 }
 
 /* Serves one chain. Returns 1, 0 when the ring is empty, -1 when the device needs a reset. */
@@ -508,6 +538,38 @@ int net_attach(struct net *n)
 	if (n->be->ops->rx_ready != NULL)
 		n->be->ops->rx_ready(n->be);
 	return virtio_watch_fd(&n->vdev, n->be->ops->fd(n->be), net_backend_event);
+}
+
+void net_save(struct net *n, struct net_state *st)
+{
+	struct virtqueue *vq = virtio_queue(&n->vdev, NET_RX_QUEUE);
+
+	for (unsigned i = 0; i < n->nheld; i++) {
+		vq_push(vq, n->held[i].head, 0);
+		n->rx_pushed = true;
+	}
+	n->nheld = 0;
+	while (n->bl_count > 0) {
+		net_count(&n->stats.rx_dropped, 1);
+		net_backlog_drop_first(n);
+	}
+	net_rx_signal(n);
+	memset(st, 0, sizeof(*st));
+	st->magic = NET_STATE_MAGIC;
+	st->version = NET_STATE_VERSION;
+	memcpy(st->mac, n->mac, NET_MAC_LEN);
+	st->live = n->live && !n->broken;
+}
+
+int net_restore(struct net *n, const struct net_state *st)
+{
+	if (st->magic != NET_STATE_MAGIC || st->version != NET_STATE_VERSION ||
+	    memcmp(st->mac, n->mac, NET_MAC_LEN) != 0 || st->live > 1)
+		return -EINVAL;
+	n->nheld = 0;
+	n->broken = false;
+	n->live = st->live;
+	return 0;
 }
 
 void net_get_stats(const struct net *n, struct net_stats *out)

@@ -105,4 +105,31 @@ bool net_rx_stalled(struct net *net);
 /* A consistent-enough copy of the counters; any thread. */
 void net_get_stats(const struct net *net, struct net_stats *out);
 
+/* The device's own state for snapshots and migration: fixed layout, little-endian host. */
+#define NET_STATE_MAGIC	  0x54454e54u /* "TNET" */
+#define NET_STATE_VERSION 1
+
+struct net_state {
+	uint32_t magic;
+	uint32_t version;
+	uint8_t mac[NET_MAC_LEN];
+	uint8_t live; /* the driver had set DRIVER_OK: receive may go on at once */
+	uint8_t pad[5];
+};
+
+/*
+ * With the VM paused and the device thread stopped: gives back the receive
+ * buffers the device holds (empty, as the driver sees a dropped frame) and
+ * drops the frames waiting for buffers, so the queue state saved next has
+ * nothing outstanding; then fills st. Save it before virtio_pci_save().
+ * The backend's own state (slirp's connections) is not part of it.
+ */
+void net_save(struct net *net, struct net_state *st);
+
+/*
+ * Checks a saved state, as untrusted input, against this device (same MAC).
+ * Returns 0 or -EINVAL. Restore it after virtio_pci_restore().
+ */
+int net_restore(struct net *net, const struct net_state *st);
+
 #endif
