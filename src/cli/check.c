@@ -108,7 +108,7 @@ static void check_cpuid(struct check_report *r)
 		memcpy(r->vendor + 4, &d, 4);
 		memcpy(r->vendor + 8, &c, 4);
 	}
-	if (__get_cpuid_max(0x80000000, NULL) < 0x80000004)
+	if ((unsigned)__get_cpuid_max(0x80000000, NULL) < 0x80000004U)
 		return;
 	for (unsigned i = 0; i < 3; i++)
 		__get_cpuid(0x80000002 + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2],

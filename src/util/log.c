@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static void log_line(const char *prefix, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void log_line(const char *prefix, const char *fmt,
+							    va_list ap)
 {
 	/* One fprintf per line so that lines from several threads do not interleave. */
 	char buf[1024];

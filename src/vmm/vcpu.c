@@ -42,14 +42,14 @@ static int vcpu_setup_cpuid(struct vcpu *vcpu, unsigned ncpus)
 	int ret = 0;
 
 	pthread_mutex_lock(&lock);
-	if (supported.head.nent == 0)
+	if (supported.nent == 0)
 		ret = cpuid_get_supported(vcpu->vm->kvm_fd, &supported);
 	table = supported;
 	pthread_mutex_unlock(&lock);
 	if (ret != 0)
 		return ret;
 	cpuid_shape(&table, vcpu->index, ncpus);
-	if (ioctl(vcpu->fd, KVM_SET_CPUID2, &table.head) < 0)
+	if (ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid_kvm(&table)) < 0)
 		return -errno;
 	return 0;
 }

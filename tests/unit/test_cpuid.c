@@ -4,7 +4,7 @@
 
 static void add(struct cpuid_table *t, unsigned fn, unsigned idx, unsigned flags)
 {
-	struct kvm_cpuid_entry2 *e = &t->entries[t->head.nent++];
+	struct kvm_cpuid_entry2 *e = &t->entries[t->nent++];
 
 	e->function = fn;
 	e->index = idx;

@@ -11,15 +11,15 @@
 int cpuid_get_supported(int kvm_fd, struct cpuid_table *table)
 {
 	memset(table, 0, sizeof(*table));
-	table->head.nent = CPUID_MAX_ENTRIES;
-	if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, &table->head) < 0)
+	table->nent = CPUID_MAX_ENTRIES;
+	if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid_kvm(table)) < 0)
 		return -errno;
 	return 0;
 }
 
 struct kvm_cpuid_entry2 *cpuid_find(struct cpuid_table *table, unsigned function, unsigned index)
 {
-	for (unsigned i = 0; i < table->head.nent && i < CPUID_MAX_ENTRIES; i++) {
+	for (unsigned i = 0; i < table->nent && i < CPUID_MAX_ENTRIES; i++) {
 		struct kvm_cpuid_entry2 *e = &table->entries[i];
 
 		if (e->function != function)
@@ -89,7 +89,7 @@ static void cpuid_shape_kvm(struct kvm_cpuid_entry2 *e)
 
 void cpuid_shape(struct cpuid_table *table, unsigned index, unsigned ncpus)
 {
-	for (unsigned i = 0; i < table->head.nent && i < CPUID_MAX_ENTRIES; i++) {
+	for (unsigned i = 0; i < table->nent && i < CPUID_MAX_ENTRIES; i++) {
 		struct kvm_cpuid_entry2 *e = &table->entries[i];
 
 		switch (e->function) {

@@ -3,13 +3,22 @@
 #define TABIQUE_ARCH_X86_CPUID_H
 
 #include <linux/kvm.h>
+#include <stdint.h>
 
 #define CPUID_MAX_ENTRIES 256
 
+/* struct kvm_cpuid2's layout, with room for the entries (no variable-size member). */
 struct cpuid_table {
-	struct kvm_cpuid2 head;
+	uint32_t nent;
+	uint32_t padding;
 	struct kvm_cpuid_entry2 entries[CPUID_MAX_ENTRIES];
 };
+
+/* The table as the KVM ioctls take it. */
+static inline struct kvm_cpuid2 *cpuid_kvm(struct cpuid_table *table)
+{
+	return (struct kvm_cpuid2 *)(void *)table;
+}
 
 /* Reads KVM_GET_SUPPORTED_CPUID into table. Returns 0 or -errno. */
 int cpuid_get_supported(int kvm_fd, struct cpuid_table *table);

@@ -31,20 +31,22 @@ unsigned msr_boot_values(struct msr_value *out, unsigned max)
 
 int msr_setup(int vcpu_fd)
 {
+	/* struct kvm_msrs's layout, with room for the entries. */
 	struct {
-		struct kvm_msrs head;
+		uint32_t nmsrs;
+		uint32_t pad;
 		struct kvm_msr_entry entries[MSR_BOOT_COUNT];
 	} msrs;
 	int ret;
 
 	memset(&msrs, 0, sizeof(msrs));
-	msrs.head.nmsrs = MSR_BOOT_COUNT;
+	msrs.nmsrs = MSR_BOOT_COUNT;
 	for (unsigned i = 0; i < MSR_BOOT_COUNT; i++) {
 		msrs.entries[i].index = msr_boot_table[i].index;
 		msrs.entries[i].data = msr_boot_table[i].value;
 	}
 	/* KVM_SET_MSRS returns how many it set; fewer means one was refused. */
-	ret = ioctl(vcpu_fd, KVM_SET_MSRS, &msrs.head);
+	ret = ioctl(vcpu_fd, KVM_SET_MSRS, (struct kvm_msrs *)(void *)&msrs);
 	if (ret < 0)
 		return -errno;
 	return ret == (int)MSR_BOOT_COUNT ? 0 : -EINVAL;
