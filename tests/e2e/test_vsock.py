@@ -7,7 +7,11 @@ vmw_vsock_virtio_transport) talks to programs in the nested host through
                  vsock_peer.py listens;
   host -> guest  vsock_peer.py connects to /tmp/vm.sock, writes
                  "CONNECT 5000\\n", gets "OK <port>\\n" once the guest's
-                 `vsockcat listen 5000` accepted, and gets its line echoed.
+                 `vsockcat listen 5000` accepted, and gets its line echoed;
+
+then 1 MiB each way (ports 6001 and 5001), checked by sha256 at the other
+end: long enough for the credit-based flow control to stop and restart both
+sides many times.
 
 busybox has no vsock tool, so vsockcat.c is built static here and reaches the
 guest in an extra initramfs appended to the default one (Linux unpacks
@@ -16,6 +20,7 @@ check.
 """
 
 import gzip
+import hashlib
 import os
 import shutil
 import subprocess
@@ -28,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOCK = "/tmp/vm.sock"  # the nested host's own tmpfs
 CID = 3
 PEER_LOG = "/tmp/vsock-peer.log"
+BULK_SHA = hashlib.sha256(bytes(range(256)) * 4096).hexdigest()  # vsock_peer.BULK
 
 
 def build_vsockcat(work):
@@ -102,11 +108,24 @@ def test_vsock_both_ways(host, tabique_bin, vsock_guest, peer):
     assert "hello-from-host" in out, out
     assert "accepted cid 2 port" in out, out
 
+    # 1 MiB guest -> host: the peer reports the size and digest it received.
+    out, status = vm.shell("head -c 1048576 /dev/urandom >/tmp/blob && sha256sum /tmp/blob && "
+                           "vsockcat connect 2 6001 </tmp/blob", timeout=300)
+    assert status == 0, f"{out}\npeer log:\n{peer_log(host)}"
+    sent = out.split()[0]
+    assert f"got 1048576 bytes sha256 {sent}" in out, out
+
+    # 1 MiB host -> guest, echoed back to the peer at the same time.
+    out, status = vm.shell("vsockcat listen 5001 | sha256sum", timeout=300)
+    assert status == 0, f"{out}\npeer log:\n{peer_log(host)}"
+    assert BULK_SHA in out, f"{out}\npeer log:\n{peer_log(host)}"
+
     vm.stop()
     assert vm.rc == 0, f"the guest did not power off cleanly: {vm.rc}"
     log = peer_log(host)
     assert "guest->host received b'hello-from-guest\\n'" in log, log
     assert "host->guest answer b'OK " in log, log
     assert "host->guest echo b'hello-from-host\\n'" in log, log
+    assert "bulk echo 1048576 bytes, intact" in log, log
     out, _ = host.run(f"test -e {SOCK} && echo present || echo absent", timeout=30)
     assert out.strip().endswith("absent"), "the listening socket outlived tabique"
