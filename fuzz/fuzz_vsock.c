@@ -376,6 +376,28 @@ static void check_canaries(void)
 
 /* ---- steps ---- */
 
+/* The header as the device sees it, gathered from the chain's buffers, and whether the
+ * chain frames a packet: readable only, and len saying exactly what follows the header. */
+static void note_packet(int head, const uint64_t *gpa, const uint32_t *len, const bool *w,
+			unsigned n)
+{
+	struct ring *r = &rings[VSOCK_QUEUE_TX];
+	uint32_t total = 0, got = 0;
+	bool writable = false;
+
+	memset(r->hdr[head], 0, VSOCK_HDR_SIZE);
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t take_n = len[i] < VSOCK_HDR_SIZE - got ? len[i] : VSOCK_HDR_SIZE - got;
+
+		writable |= w[i] && len[i] > 0;
+		memcpy(r->hdr[head] + got, mem.base + gpa[i], take_n);
+		got += take_n;
+		total += w[i] ? 0 : len[i];
+	}
+	r->framed[head] = !writable && total >= VSOCK_HDR_SIZE &&
+			  le(r->hdr[head] + 24, 4) == total - VSOCK_HDR_SIZE;
+}
+
 static void step_tx(struct input *in, unsigned variant)
 {
 	uint8_t h[VSOCK_HDR_SIZE];
@@ -412,8 +434,7 @@ static void step_tx(struct input *in, unsigned variant)
 	}
 	if ((head = ring_add(VSOCK_QUEUE_TX, gpa, len, w, n)) < 0)
 		return;
-	memcpy(rings[VSOCK_QUEUE_TX].hdr[head], h, sizeof(h));
-	rings[VSOCK_QUEUE_TX].framed[head] = !(variant & 6) && le(h + 24, 4) == plen;
+	note_packet(head, gpa, len, w, n);
 	notify(VSOCK_QUEUE_TX);
 }
 

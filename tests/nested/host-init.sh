@@ -56,6 +56,8 @@ mkdir -p $R/run/lock
 for share in $(param rw | tr , ' '); do
 	tag=${share%%:*}
 	path=${share#*:}
+	# The mount point may lie in one of the tmpfs above (a tree cloned in /tmp).
+	mkdir -p "$R$path" 2>/dev/null
 	mount -t 9p -o "$NINEP,rw" "$tag" "$R$path" || die "cannot mount $tag on $path"
 done
 

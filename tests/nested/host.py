@@ -142,6 +142,8 @@ class NestedHost:
         self.cpus = cpus
         self.memory = memory
         self.rw_shares = [os.path.abspath(p) for p in rw_shares]
+        if _hidden(REPO) and REPO not in self.rw_shares:
+            self.rw_shares.append(REPO)
         self.log_path = log_path
         self.boot_timeout = boot_timeout
         self.mttcg = mttcg
@@ -332,10 +334,23 @@ class NestedHost:
 HIDDEN_INSIDE = ("/tmp", "/run", "/var/tmp", "/dev/shm", "/proc", "/sys")
 
 
+# This working tree: every NestedHost shares it in at the same path when it
+# lies under one of those folders (a CI clone in /tmp, say).
+REPO = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+def _under(path, folder):
+    return path == folder or path.startswith(folder + "/")
+
+
+def _hidden(real):
+    return any(_under(real, d) for d in HIDDEN_INSIDE)
+
+
 def visible_inside(path):
     """True if path reads the same inside the nested host as outside."""
     real = os.path.realpath(path)
-    return not any(real == d or real.startswith(d + "/") for d in HIDDEN_INSIDE)
+    return _under(real, REPO) or not _hidden(real)
 
 
 def prepare_default_guest(tabique_bin, timeout=900):
