@@ -232,8 +232,7 @@ static void netuser_sync(struct netuser *nu)
 			maxfd = (unsigned)nu->fds[i].fd + 1;
 	for (unsigned i = 0; i < nu->nfds; i++)
 		netuser_watch(nu, i);
-	/* Out of memory: keep stale fds watched (slirp ignores their events) rather than lose any.
-	 */
+	/* Out of memory: better stale fds watched (slirp ignores them) than live ones lost. */
 	if (!netuser_grow((void **)&nu->wanted, &nu->wanted_cap, maxfd, sizeof(*nu->wanted)) ||
 	    !netuser_grow((void **)&nu->reg, &nu->reg_cap, nu->nreg + nu->nfds, sizeof(*nu->reg)))
 		return;

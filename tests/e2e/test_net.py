@@ -58,6 +58,11 @@ def serve_files(host, bind, token):
                            f"{HTTP_PORT}", "http")
 
 
+def dhcp(vm):
+    guest_ok(vm, f"{DHCP_SCRIPT}; ip link set eth0 up; "
+                 f"udhcpc -i eth0 -s /tmp/dhcp.sh -q -n -t 10 -T 2", 120)
+
+
 @pytest.fixture(scope="class")
 def user_vm(nested_host, tabique_bin, default_guest):
     """A guest with --net user and a forward of host port FWD_PORT to its
@@ -72,13 +77,13 @@ def user_vm(nested_host, tabique_bin, default_guest):
                            f"mv {WEB}/fwd.tmp {WEB}/fwd.txt && break; sleep 0.5; done",
                      "poll")
     argv = tabique_run_argv(tabique_bin, default_guest, 1, "512M",
-                            ["--net", f"user,hostfwd=tcp::{FWD_PORT}-:80"])
+                            ["--net", f"user,hostfwd=tcp::{FWD_PORT}-:80",
+                             "--on-reboot", "restart"])
     vm = InnerVM(host, argv, owner="class").start()
     vm.token = token
     try:
         vm.wait_ready()
-        guest_ok(vm, f"{DHCP_SCRIPT}; ip link set eth0 up; "
-                     f"udhcpc -i eth0 -s /tmp/dhcp.sh -q -n -t 10 -T 2", 120)
+        dhcp(vm)
         yield vm
     finally:
         vm.stop()
@@ -112,6 +117,21 @@ class TestUserNetwork:
                                 f"http://10.0.2.2:{HTTP_PORT}/fwd.txt && break; sleep 1; "
                                 f"done", 120)
         assert marker in out, out
+
+    def test_ipv6_router_advertisements(self, user_vm):
+        """libslirp's IPv6 side runs on its timers: the guest autoconfigures."""
+        out = guest_ok(user_vm, "for i in $(seq 30); do ip -6 addr show dev eth0 | "
+                                "grep -q 'inet6 fec0::' && break; sleep 1; done; "
+                                "ip -6 addr show dev eth0", 60)
+        assert re.search(r"inet6 fec0::[0-9a-f:]+/64", out), out
+
+    def test_reboot_keeps_the_network(self, user_vm):
+        """A reboot makes a new card on the same backend: forwards and NAT go on."""
+        user_vm.send("reboot\n")
+        user_vm.wait_ready()
+        dhcp(user_vm)
+        out = guest_ok(user_vm, f"wget -q -O - http://10.0.2.2:{HTTP_PORT}/hello.txt")
+        assert user_vm.token in out
 
 
 # --- tap ------------------------------------------------------------------------
