@@ -13,6 +13,7 @@ import re
 import shlex
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -20,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tests", "nested"))
 
 from host import (HIDDEN_INSIDE, NestedHost, NestedHostError,  # noqa: E402
-                  prepare_default_guest, visible_inside)
+                  NestedHostTimeout, prepare_default_guest, visible_inside)
 
 READY = "tabique: default guest ready"
 
@@ -144,12 +145,37 @@ class InnerVM:
     def send(self, text):
         self.host.send(text)
 
-    def wait_ready(self, timeout=180):
-        """Wait for the default guest's ready line and its shell prompt."""
+    def wait_ready(self, timeout=180, retries=1):
+        """Wait for the default guest's ready line and its shell prompt.
+
+        A boot that shows nothing for timeout seconds is retried once, with a
+        warning in pytest's summary: about one boot in 25 has hung silently in
+        the emulated nested host (cause not found yet, see the closing notes);
+        two in a row fail the test."""
         begin = time.monotonic()
-        self.expect(re.escape(READY), timeout, "the default guest's ready line")
+        try:
+            self.expect(re.escape(READY), timeout, "the default guest's ready line")
+        except NestedHostTimeout:
+            if retries == 0:
+                raise
+            warnings.warn(f"a guest boot showed no ready line in {timeout} s "
+                          f"({' '.join(self.argv)}); retrying it once")
+            self._abandon()
+            self.start()
+            return self.wait_ready(timeout, retries - 1)
         self.expect(self.PROMPT.pattern, 60, "the guest's shell prompt")
         return time.monotonic() - begin
+
+    def _abandon(self):
+        """Quit a hung VMM with Ctrl-A x (or restart the nested host)."""
+        try:
+            self.send("\x01x")
+            self.host.expect(self.RC, 60, "the hung VMM to quit")
+            self.host.run("stty sane -echo", timeout=30)
+        except NestedHostError:
+            self.host.recover()
+        self.host.current_vm = None
+        self.rc, self.stuck = None, False
 
     def shell(self, cmd, timeout=60):
         """Run cmd in the guest's shell; returns (output, status)."""
