@@ -19,7 +19,6 @@
  *          descriptors) at 0, the receive rings at 0x2000, buffers anywhere
  *          in the first WINDOW bytes (the rest of RAM reads as zeros)
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
