@@ -16,6 +16,7 @@
 #include "bus/pci.h"
 #include "net/backend.h"
 #include "net/spec.h"
+#include "msi_sink.h"
 #include "vdriver.h"
 #include "virtio/net.h"
 #include "virtio/pci.h"
@@ -125,46 +126,11 @@ static const struct net_backend_ops fake_vnet_ops = {
 
 /* ---- the machine around it ---- */
 
-struct sink {
-	int next;
-	int count[4];
-};
-
-static int sink_alloc(void *o)
-{
-	struct sink *s = o;
-
-	return s->next < 4 ? s->next++ : -1;
-}
-
-static int sink_route(void *o, int h, uint64_t addr, uint32_t data)
-{
-	(void)o;
-	(void)h;
-	(void)addr;
-	(void)data;
-	return 0;
-}
-
-static void sink_raise(void *o, int h)
-{
-	((struct sink *)o)->count[h]++;
-}
-
-static void sink_release(void *o, int h)
-{
-	(void)o;
-	(void)h;
-}
-
-static const struct pci_msi_ops sink_ops = {sink_alloc, sink_route, sink_raise, sink_release};
-
 static const uint8_t test_mac[6] = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
 
 static struct guest_memory mem;
 static struct bus mmio;
 static struct pci_bus pb;
-static struct sink sink;
 static struct fake *fake;
 static struct net *net;
 static struct virtio_pci *vp;

@@ -9,48 +9,15 @@
 #include <time.h>
 
 #include "bus/pci.h"
+#include "msi_sink.h"
 #include "vdriver.h"
 #include "virtio/pci.h"
 #include "virtio/rng.h"
 
-struct sink {
-	int next;
-	int count[4];
-};
-
-static int sink_alloc(void *o)
-{
-	struct sink *s = o;
-
-	return s->next < 4 ? s->next++ : -1;
-}
-
-static int sink_route(void *o, int h, uint64_t addr, uint32_t data)
-{
-	(void)o;
-	(void)h;
-	(void)addr;
-	(void)data;
-	return 0;
-}
-
-static void sink_raise(void *o, int h)
-{
-	__atomic_add_fetch(&((struct sink *)o)->count[h], 1, __ATOMIC_SEQ_CST);
-}
-
-static void sink_release(void *o, int h)
-{
-	(void)o;
-	(void)h;
-}
-
-static const struct pci_msi_ops sink_ops = {sink_alloc, sink_route, sink_raise, sink_release};
 
 static struct guest_memory mem;
 static struct bus mmio;
 static struct pci_bus pb;
-static struct sink sink;
 static struct rng *rng;
 static struct virtio_pci *vp;
 static struct vdrv d;
