@@ -35,6 +35,8 @@ struct run_options {
 	unsigned nnets;
 	struct vsock_config vsock_cfg;
 	bool vsock_given;
+	const char *console_socket; /* detached: the console on a socket, and a log */
+	const char *console_log;
 };
 
 static void run_usage(FILE *out)
@@ -75,6 +77,11 @@ static void run_usage(FILE *out)
 		"                     \"CONNECT <port>\\n\" to reach a guest port (answer:\n"
 		"                     \"OK <hostport>\\n\"); guest connections to host port P\n"
 		"                     go to the Unix socket PATH_P. One per VM\n"
+		"  --console-socket PATH --console-log FILE\n"
+		"                     no terminal: the serial console is served on the Unix\n"
+		"                     socket PATH (one client at a time, `tabique console`\n"
+		"                     attaches to it) and appended to FILE (rotated to\n"
+		"                     FILE.1 past 2 MiB); the manager starts VMs this way\n"
 		"\n"
 		"exit status: 0 guest powered off, 1 error, 2 usage, 3 guest rebooted,\n"
 		"             4 guest crashed (panic, triple fault), 5 stopped from the host\n");
@@ -195,6 +202,8 @@ static int run_parse(int argc, char **argv, struct run_options *o)
 		{"memory", required_argument, NULL, 'm'}, {"on-reboot", required_argument, NULL, 'r'},
 		{"disk", required_argument, NULL, 'd'},    {"help", no_argument, NULL, 'h'},
 		{"net", required_argument, NULL, 'N'},     {"vsock", required_argument, NULL, 'V'},
+		{"console-socket", required_argument, NULL, 'S'},
+		{"console-log", required_argument, NULL, 'L'},
 		{NULL, 0, NULL, 0},
 	};
 	int opt;
@@ -226,6 +235,8 @@ static int run_parse(int argc, char **argv, struct run_options *o)
 			if (run_set_vsock(o, optarg) != 0)
 				return -EINVAL;
 			break;
+		case 'S': o->console_socket = optarg; break;
+		case 'L': o->console_log = optarg; break;
 		case 'h': run_usage(stdout); return 1;
 		case ':':
 			log_error("option %s needs a value: see 'tabique run --help'", argv[optind - 1]);
@@ -239,7 +250,30 @@ static int run_parse(int argc, char **argv, struct run_options *o)
 		log_error("unexpected argument '%s': see 'tabique run --help'", argv[optind]);
 		return -EINVAL;
 	}
+	if ((o->console_socket == NULL) != (o->console_log == NULL)) {
+		log_error("--console-socket and --console-log go together");
+		return -EINVAL;
+	}
 	return 0;
+}
+
+/* The terminal, or with --console-socket a socket and a log. */
+static int run_open_console(struct run_options *o, struct console *con)
+{
+	int ret, fd;
+
+	if (o->console_socket == NULL) {
+		ret = console_open(con, STDIN_FILENO, STDOUT_FILENO);
+		if (ret != 0)
+			log_error("cannot set up the console: %s", strerror(-ret));
+		return ret;
+	}
+	fd = console_listen(o->console_socket, "console socket");
+	if (fd < 0) {
+		console_open(con, -1, -1); /* so that console_close() is safe */
+		return fd;
+	}
+	return console_open_detached(con, fd, o->console_log);
 }
 
 static int run_check_memory(struct run_options *o)
@@ -375,8 +409,7 @@ int cmd_run(int argc, char **argv)
 	}
 	if ((status = run_prepare(&o)) != 0)
 		goto out;
-	if ((ret = console_open(&con, STDIN_FILENO, STDOUT_FILENO)) != 0) {
-		log_error("cannot set up the console: %s", strerror(-ret));
+	if ((ret = run_open_console(&o, &con)) != 0) {
 		console_close(&con);
 		status = EXIT_ERROR;
 		goto out;
@@ -385,6 +418,8 @@ int cmd_run(int argc, char **argv)
 		ret = run_boot_once(&o, &con, &action);
 	} while (ret == 0 && action == VM_REBOOT && o.restart_on_reboot);
 	console_close(&con);
+	if (o.console_socket != NULL)
+		unlink(o.console_socket);
 	status = ret != 0 ? EXIT_ERROR : run_exit_code(action);
 out:
 	run_close_disks(&o);

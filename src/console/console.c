@@ -6,8 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -85,6 +90,8 @@ int console_open(struct console *con, int in_fd, int out_fd)
 	memset(con, 0, sizeof(*con));
 	con->in_fd = in_fd;
 	con->out_fd = out_fd;
+	con->listen_fd = con->client_fd = con->log_fd = -1;
+	pthread_mutex_init(&con->out_lock, NULL);
 	con->signal_fd = -1;
 	con->wake_fd = eventfd(0, EFD_CLOEXEC);
 	con->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -97,9 +104,87 @@ int console_open(struct console *con, int in_fd, int out_fd)
 	return 0;
 }
 
+static int console_open_log(struct console *con)
+{
+	struct stat st;
+
+	con->log_fd = open(con->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (con->log_fd < 0)
+		return -errno;
+	con->log_bytes = fstat(con->log_fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+	return 0;
+}
+
+int console_open_detached(struct console *con, int listen_fd, const char *log_path)
+{
+	int ret = console_open(con, -1, -1);
+
+	con->listen_fd = listen_fd;
+	if (ret != 0)
+		return ret;
+	con->log_path = strdup(log_path);
+	if (con->log_path == NULL)
+		return -ENOMEM;
+	if ((ret = console_open_log(con)) != 0)
+		log_error("cannot open the console log %s: %s", log_path, strerror(-ret));
+	return ret;
+}
+
+/* True if something accepts connections on the socket at path. */
+static bool console_socket_live(const struct sockaddr_un *addr)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool live;
+
+	if (fd < 0)
+		return false;
+	live = connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0;
+	close(fd);
+	return live;
+}
+
+int console_listen(const char *path, const char *what)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	int fd, err;
+
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		log_error("%s %s: path too long for a Unix socket (%zu bytes, at most %zu)", what,
+			  path, strlen(path), sizeof(addr.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	if (console_socket_live(&addr)) {
+		log_error("%s %s is in use by another VMM", what, path);
+		return -EADDRINUSE;
+	}
+	unlink(path); /* a leftover of a VMM that died */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	mode_t old = umask(0177);
+	err = bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(fd, 4) != 0 ? errno : 0;
+	umask(old);
+	if (err != 0) {
+		log_error("cannot listen on %s %s: %s", what, path, strerror(err));
+		close(fd);
+		return -err;
+	}
+	return fd;
+}
+
 void console_close(struct console *con)
 {
 	console_detach(con);
+	if (con->client_fd >= 0)
+		close(con->client_fd);
+	if (con->listen_fd >= 0)
+		close(con->listen_fd);
+	if (con->log_fd >= 0)
+		close(con->log_fd);
+	con->client_fd = con->listen_fd = con->log_fd = -1;
+	free(con->log_path);
+	con->log_path = NULL;
 	if (con->raw)
 		console_restore_terminal();
 	con->raw = false;
@@ -112,10 +197,42 @@ void console_close(struct console *con)
 	con->signal_fd = con->wake_fd = con->ready_fd = -1;
 }
 
+/* Past CONSOLE_LOG_MAX the log becomes log.1 and a new one starts. */
+static void console_log(struct console *con, const uint8_t *buf, size_t len)
+{
+	if (con->log_bytes + len > CONSOLE_LOG_MAX) {
+		char old[PATH_MAX];
+
+		snprintf(old, sizeof(old), "%s.1", con->log_path);
+		close(con->log_fd);
+		if (rename(con->log_path, old) != 0 || console_open_log(con) != 0) {
+			con->log_fd = -1; /* the guest keeps running without a log */
+			return;
+		}
+	}
+	if (write(con->log_fd, buf, len) > 0)
+		con->log_bytes += len;
+}
+
+/* A client that does not keep up loses output rather than stall a vCPU. */
+static void console_write_detached(struct console *con, const uint8_t *buf, size_t len)
+{
+	pthread_mutex_lock(&con->out_lock);
+	if (con->log_fd >= 0)
+		console_log(con, buf, len);
+	if (con->client_fd >= 0 && send(con->client_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("console client missed %zu bytes: %s", len, strerror(errno));
+	pthread_mutex_unlock(&con->out_lock);
+}
+
 void console_write(void *opaque, const uint8_t *buf, size_t len)
 {
 	struct console *con = opaque;
 
+	if (con->listen_fd >= 0) {
+		console_write_detached(con, buf, len);
+		return;
+	}
 	while (len > 0) {
 		ssize_t n = write(con->out_fd, buf, len);
 
@@ -175,6 +292,33 @@ static bool console_has_room(const struct console *con)
 	return con->in_fd >= 0 && sizeof(con->pending) - con->pending_len >= 2 * CONSOLE_READ;
 }
 
+static void console_drop_client(struct console *con)
+{
+	pthread_mutex_lock(&con->out_lock);
+	close(con->client_fd);
+	con->client_fd = con->in_fd = -1;
+	pthread_mutex_unlock(&con->out_lock);
+}
+
+/* One client at a time: a second one is told so and turned away. */
+static void console_accept(struct console *con)
+{
+	static const char busy[] = "tabique: this console is in use by another client\r\n";
+	int fd = accept4(con->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0)
+		return;
+	if (con->client_fd >= 0) {
+		if (send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			log_debug("cannot tell a second console client it is busy");
+		close(fd);
+		return;
+	}
+	pthread_mutex_lock(&con->out_lock);
+	con->client_fd = con->in_fd = fd;
+	pthread_mutex_unlock(&con->out_lock);
+}
+
 static bool console_handle_input(struct console *con)
 {
 	uint8_t in[CONSOLE_READ];
@@ -184,8 +328,19 @@ static bool console_handle_input(struct console *con)
 
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return true;
+	if (n <= 0 && con->listen_fd >= 0) {
+		console_drop_client(con);
+		return true;
+	}
 	if (n <= 0) {
 		con->in_fd = -1; /* end of input: the guest keeps running, as with QEMU */
+		return true;
+	}
+	if (con->listen_fd >= 0) {
+		/* A client (tabique console) handles Ctrl-A x itself: it detaches. */
+		memcpy(con->pending + con->pending_len, in, (size_t)n);
+		con->pending_len += (size_t)n;
+		console_flush(con);
 		return true;
 	}
 	console_filter(con, in, (size_t)n, con->pending + con->pending_len, &out_len, &quit);
@@ -224,15 +379,16 @@ static void *console_thread(void *arg)
 	struct console *con = arg;
 
 	for (;;) {
-		struct pollfd fds[4] = {
+		struct pollfd fds[5] = {
 			{.fd = con->wake_fd, .events = POLLIN},
 			{.fd = con->signal_fd, .events = POLLIN},
 			{.fd = con->ready_fd, .events = POLLIN},
 			{.fd = console_has_room(con) ? con->in_fd : -1, .events = POLLIN},
+			{.fd = con->listen_fd, .events = POLLIN},
 		};
 		uint64_t count;
 
-		if (poll(fds, 4, -1) < 0 && errno != EINTR)
+		if (poll(fds, 5, -1) < 0 && errno != EINTR)
 			break;
 		if (fds[0].revents)
 			break;
@@ -242,6 +398,8 @@ static void *console_thread(void *arg)
 			console_flush(con);
 		if (fds[3].revents && !console_handle_input(con))
 			break;
+		if (fds[4].revents)
+			console_accept(con);
 	}
 	return NULL;
 }

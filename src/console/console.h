@@ -18,9 +18,18 @@ struct serial;
 #define CONSOLE_ESCAPE 0x01 /* Ctrl-A */
 #define CONSOLE_READ   256  /* bytes read from the host at a time */
 
+#define CONSOLE_LOG_MAX (2u << 20) /* bytes of console log before it is rotated to .1 */
+
 struct console {
 	int in_fd;
 	int out_fd;
+	/* Detached (console_open_detached): a socket for one client at a time, and a log. */
+	int listen_fd;
+	int client_fd;
+	int log_fd;
+	uint64_t log_bytes;
+	char *log_path;
+	pthread_mutex_t out_lock; /* client_fd and the log, between vCPU and console threads */
 	int signal_fd;
 	int wake_fd;  /* eventfd: console_detach() wakes the thread with it */
 	int ready_fd; /* eventfd: the UART has room for pending input again */
@@ -40,6 +49,22 @@ struct console {
  * inherit the mask). Returns 0 or -errno.
  */
 int console_open(struct console *con, int in_fd, int out_fd);
+/*
+ * A VM without a terminal: its console is a Unix socket (listen_fd, from
+ * console_listen()) that one client at a time attaches to, and everything
+ * the guest prints is appended to log_path as well (rotated to log_path.1
+ * past CONSOLE_LOG_MAX). The client does its own escape handling. Returns 0 or
+ * -errno after one line.
+ */
+int console_open_detached(struct console *con, int listen_fd, const char *log_path);
+
+/*
+ * Binds and listens on a Unix socket at path (mode 0600). A leftover socket
+ * that nobody serves is replaced; a live one is an error (-EADDRINUSE).
+ * Returns the socket or -errno after one line.
+ */
+int console_listen(const char *path, const char *what);
+
 /* Restores the terminal. Safe to call more than once. */
 void console_close(struct console *con);
 

@@ -38,6 +38,10 @@ class NestedHostTimeout(NestedHostError):
     pass
 
 
+class NestedHostDied(NestedHostError):
+    """QEMU itself went away under a test (its output ended)."""
+
+
 def _die_with_parent():
     # Runs in the child between fork and exec: an orphaned TCG QEMU would
     # otherwise spin on two cores forever.  (The signal comes when the
@@ -109,7 +113,7 @@ class Console:
                     self._pos = m.end()
                     return m
                 if self._eof:
-                    raise NestedHostError(
+                    raise NestedHostDied(
                         f"nested host console closed while waiting for "
                         f"{what}; last output:\n{self.tail()}")
                 left = deadline - time.monotonic()
@@ -266,18 +270,35 @@ class NestedHost:
 
     # --- the console ----------------------------------------------------------
 
+    def exit_status(self):
+        """How QEMU ended, for error messages: "" while it runs."""
+        proc = self._proc
+        if proc is None:
+            return "closed by the harness"
+        try:
+            rc = proc.wait(5)
+        except subprocess.TimeoutExpired:
+            return ""
+        if rc < 0:
+            return f"QEMU was killed by signal {-rc} ({signal.Signals(-rc).name})"
+        return f"QEMU exited with status {rc}"
+
     def send(self, text):
         """Type text on the host's ttyS0 (use \\n for Enter)."""
         if not self.alive:
-            raise NestedHostError("nested host is not running; last output:\n"
-                                  + (self.console.tail() if self.console else ""))
+            raise NestedHostDied(f"nested host is not running ({self.exit_status()}); "
+                                 f"last output:\n"
+                                 + (self.console.tail() if self.console else ""))
         data = text.encode() if isinstance(text, str) else text
         self._proc.stdin.write(data)
         self._proc.stdin.flush()
 
     def expect(self, pattern, timeout, what=None):
-        """See Console.expect."""
-        return self.console.expect(pattern, timeout, what)
+        """See Console.expect; a QEMU that died says how."""
+        try:
+            return self.console.expect(pattern, timeout, what)
+        except NestedHostDied as e:
+            raise NestedHostDied(f"{self.exit_status()}: {e}") from None
 
     def skip_to_end(self):
         self.console.skip_to_end()
