@@ -106,7 +106,7 @@ static void open_image(unsigned i, bool readonly)
 	if (fd < 0 || ftruncate(fd, IMAGE_SIZE) != 0)
 		abort();
 	close(fd);
-	if (disk_open(&disks[i], path, readonly, BLK_QUEUE_SIZE) != 0)
+	if (disk_open(&disks[i], path, DISK_FORMAT_RAW, readonly, BLK_QUEUE_SIZE) != 0)
 		abort();
 	unlink(path); /* the open disk keeps it */
 	blks[i] = blk_create(disks[i], "fuzz");

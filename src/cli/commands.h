@@ -21,6 +21,20 @@ struct command {
 int cmd_run(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_prepare_guest(int argc, char **argv);
+int cmd_disk(int argc, char **argv);
+/* The manager (src/manage/): one file per group in src/cli/vm_*.c. */
+int cmd_create(int argc, char **argv);
+int cmd_set(int argc, char **argv);
+int cmd_start(int argc, char **argv);
+int cmd_console(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_kill(int argc, char **argv);
+int cmd_pause(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_clone(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
 
 /* The table main() dispatches through; ends with a zeroed entry. */
 extern const struct command commands[];

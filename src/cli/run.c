@@ -6,6 +6,8 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include "api/control.h"
+#include "api/server.h"
 #include "cli/commands.h"
 #include "console/console.h"
 #include "disk/disk.h"
@@ -37,6 +39,12 @@ struct run_options {
 	bool vsock_given;
 	const char *console_socket; /* detached: the console on a socket, and a log */
 	const char *console_log;
+	const char *api_socket_path; /* --api-socket: the control API */
+	const char *name;
+	char default_name[32];
+	struct api_socket api_sock;
+	struct api_control api_ctl;
+	struct api_server *api;
 };
 
 static void run_usage(FILE *out)
@@ -44,8 +52,9 @@ static void run_usage(FILE *out)
 	fprintf(out,
 		"usage: tabique run [--kernel PATH [--initrd PATH]] [--cmdline STRING]\n"
 		"                   [--cpus N] [--memory SIZE] [--on-reboot exit|restart]\n"
-		"                   [--disk PATH[,readonly][,serial=ID]]... [--net SPEC]...\n"
-		"                   [--vsock cid=N,socket=PATH]\n"
+		"                   [--disk PATH[,readonly][,serial=ID][,format=F]]...\n"
+		"                   [--net SPEC]... [--vsock cid=N,socket=PATH]\n"
+		"                   [--api-socket PATH] [--name NAME]\n"
 		"\n"
 		"Boots a VM with its serial console on this terminal; Ctrl-A x quits.\n"
 		"Without --kernel, boots the default guest (prepared on first use).\n"
@@ -56,8 +65,9 @@ static void run_usage(FILE *out)
 		"  --cpus N           virtual CPUs (default 1)\n"
 		"  --memory SIZE      guest RAM, e.g. 512M, 2G (default 512M)\n"
 		"  --on-reboot MODE   exit (default) or restart when the guest reboots\n"
-		"  --disk PATH[,readonly][,serial=ID]\n"
-		"                     a raw disk image, a whole number of 512-byte sectors;\n"
+		"  --disk PATH[,readonly][,serial=ID][,format=raw|qcow2]\n"
+		"                     a disk image: raw (a whole number of 512-byte sectors)\n"
+		"                     or qcow2 (format probed when not given);\n"
 		"                     repeat for more (up to 16): the guest sees /dev/vda,\n"
 		"                     /dev/vdb ... in this order. readonly: the guest cannot\n"
 		"                     write it; serial: its ID (up to 20 characters). A comma\n"
@@ -82,6 +92,12 @@ static void run_usage(FILE *out)
 		"                     socket PATH (one client at a time, `tabique console`\n"
 		"                     attaches to it) and appended to FILE (rotated to\n"
 		"                     FILE.1 past 2 MiB); the manager starts VMs this way\n"
+		"  --api-socket PATH  serve the control API (REST/JSON, docs/api.md) on the\n"
+		"                     Unix socket PATH (mode 0600, removed at exit): state,\n"
+		"                     counters, pause/resume, shutdown (ACPI power button),\n"
+		"                     poweroff (exit status 5), reboot\n"
+		"  --name NAME        the VM's name in the API: letters, digits, '.', '_', '-'\n"
+		"                     (up to 63, the first a letter or digit; default vm-PID)\n"
 		"\n"
 		"exit status: 0 guest powered off, 1 error, 2 usage, 3 guest rebooted,\n"
 		"             4 guest crashed (panic, triple fault), 5 stopped from the host\n");
@@ -118,8 +134,8 @@ static int run_open_disks(struct run_options *o)
 {
 	for (unsigned i = 0; i < o->ndisks; i++) {
 		const struct disk_spec *spec = &o->disk_specs[i];
-		int ret = disk_open(&o->machine.disks[i].disk, spec->path, spec->readonly,
-				    BLK_QUEUE_SIZE);
+		int ret = disk_open(&o->machine.disks[i].disk, spec->path, spec->format,
+				    spec->readonly, BLK_QUEUE_SIZE);
 
 		if (ret != 0)
 			return ret;
@@ -204,6 +220,8 @@ static int run_parse(int argc, char **argv, struct run_options *o)
 		{"net", required_argument, NULL, 'N'},     {"vsock", required_argument, NULL, 'V'},
 		{"console-socket", required_argument, NULL, 'S'},
 		{"console-log", required_argument, NULL, 'L'},
+		{"api-socket", required_argument, NULL, 'A'},
+		{"name", required_argument, NULL, 'a'},
 		{NULL, 0, NULL, 0},
 	};
 	int opt;
@@ -237,6 +255,16 @@ static int run_parse(int argc, char **argv, struct run_options *o)
 			break;
 		case 'S': o->console_socket = optarg; break;
 		case 'L': o->console_log = optarg; break;
+		case 'A': o->api_socket_path = optarg; break;
+		case 'a':
+			if (!api_name_valid(optarg)) {
+				log_error("--name is not a VM name: use 1 to %d letters, digits, "
+					  "'.', '_' or '-', starting with a letter or digit",
+					  API_NAME_MAX);
+				return -EINVAL;
+			}
+			o->name = optarg;
+			break;
 		case 'h': run_usage(stdout); return 1;
 		case ':':
 			log_error("option %s needs a value: see 'tabique run --help'", argv[optind - 1]);
@@ -368,13 +396,41 @@ static int run_boot_once(struct run_options *o, struct console *con, enum vm_act
 	if (ret == 0 && (ret = console_attach(con, &m.vm, m.com1)) != 0)
 		log_error("cannot start the console: %s", strerror(-ret));
 	if (ret == 0) {
+		api_control_attach(&o->api_ctl, &m);
 		*action = vm_run(&m.vm);
+		api_control_detach(&o->api_ctl);
 		console_detach(con);
 		if (*action == VM_CRASH || *action == VM_FATAL || *action == VM_QUIT)
 			log_error("%s", m.vm.stop_reason[0] ? m.vm.stop_reason : "the VM stopped");
 	}
 	machine_destroy(&m);
 	return ret;
+}
+
+/*
+ * After the console: the server thread must inherit the signal mask it set
+ * (SIGINT and the others go to the console's signalfd, never to this thread).
+ */
+static int run_start_api(struct run_options *o)
+{
+	if (o->api_socket_path == NULL)
+		return 0;
+	if (o->name == NULL) {
+		snprintf(o->default_name, sizeof(o->default_name), "vm-%ld", (long)getpid());
+		o->name = o->default_name;
+	}
+	o->api_ctl.vsock = o->vsock_given ? &o->vsock_cfg : NULL;
+	o->api_ctl.name = o->name;
+	return api_server_start(&o->api, &o->api_sock, &api_control_ops, &o->api_ctl, 0);
+}
+
+/* Closes every connection and removes the socket, on every way out after the start. */
+static void run_stop_api(struct run_options *o)
+{
+	if (o->api == NULL)
+		return;
+	api_server_stop(o->api);
+	o->api = NULL;
 }
 
 /* Everything before the console. Returns 0 or the exit status. */
@@ -384,6 +440,10 @@ static int run_prepare(struct run_options *o)
 
 	if (run_check_memory(o) != 0)
 		return EXIT_USAGE;
+	/* A second VMM for the same VM stops here, before it touches disks. */
+	if (o->api_socket_path != NULL &&
+	    api_listen(&o->api_sock, o->api_socket_path, "--api-socket") != 0)
+		return EXIT_ERROR;
 	/* Disks before KVM: an image the user cannot open is the first thing to say. */
 	if (run_open_disks(o) != 0 || run_open_nets(o) != 0 || run_open_vsock(o) != 0)
 		return EXIT_ERROR;
@@ -402,9 +462,13 @@ int cmd_run(int argc, char **argv)
 	int ret, status;
 
 	memset(&o, 0, sizeof(o));
+	o.api_sock.fd = -1;
+	/* Always there, so that boots attach to it; it serves only with --api-socket. */
+	api_control_init(&o.api_ctl, &o.machine, NULL, NULL);
 	if ((ret = run_parse(argc, argv, &o)) != 0) {
 		run_close_disks(&o);
 		run_close_nets(&o);
+		api_control_destroy(&o.api_ctl);
 		return ret > 0 ? 0 : EXIT_USAGE;
 	}
 	if ((status = run_prepare(&o)) != 0)
@@ -414,14 +478,20 @@ int cmd_run(int argc, char **argv)
 		status = EXIT_ERROR;
 		goto out;
 	}
-	do {
-		ret = run_boot_once(&o, &con, &action);
-	} while (ret == 0 && action == VM_REBOOT && o.restart_on_reboot);
+	if ((ret = run_start_api(&o)) == 0) {
+		do {
+			ret = run_boot_once(&o, &con, &action);
+		} while (ret == 0 && action == VM_REBOOT &&
+			 (o.restart_on_reboot || api_control_take_reboot(&o.api_ctl)));
+	}
+	run_stop_api(&o);
 	console_close(&con);
 	if (o.console_socket != NULL)
 		unlink(o.console_socket);
 	status = ret != 0 ? EXIT_ERROR : run_exit_code(action);
 out:
+	api_unlisten(&o.api_sock); /* when the server never took it over */
+	api_control_destroy(&o.api_ctl);
 	run_close_disks(&o);
 	run_close_nets(&o);
 	run_close_vsock(&o);

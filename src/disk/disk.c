@@ -10,10 +10,34 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "disk/qcow2.h"
 #include "disk/raw.h"
 #include "util/log.h"
 
 #define DISK_MAX_INFLIGHT 4096
+
+const char *disk_format_name(enum disk_format format)
+{
+	switch (format) {
+	case DISK_FORMAT_RAW:
+		return "raw";
+	case DISK_FORMAT_QCOW2:
+		return "qcow2";
+	default:
+		return "auto";
+	}
+}
+
+int disk_format_parse(const char *name, enum disk_format *format)
+{
+	if (strcmp(name, "raw") == 0)
+		*format = DISK_FORMAT_RAW;
+	else if (strcmp(name, "qcow2") == 0)
+		*format = DISK_FORMAT_QCOW2;
+	else
+		return -EINVAL;
+	return 0;
+}
 
 /* ---- --disk PATH[,readonly][,serial=ID] ---- */
 
@@ -43,11 +67,32 @@ static bool disk_serial_ok(const char *id, size_t len)
 	return true;
 }
 
+/* "format=NAME", NAME being [name, name + len). Returns 0 or -EINVAL with why. */
+static int disk_spec_format(struct disk_spec *spec, const char *name, size_t len, char *why,
+			    size_t whylen)
+{
+	char buf[8];
+
+	if (spec->format != DISK_FORMAT_AUTO) {
+		snprintf(why, whylen, "'format' given twice");
+		return -EINVAL;
+	}
+	if (len < sizeof(buf)) {
+		memcpy(buf, name, len);
+		buf[len] = '\0';
+		if (disk_format_parse(buf, &spec->format) == 0)
+			return 0;
+	}
+	snprintf(why, whylen, "unknown format '%.*s' (use format=raw or format=qcow2)",
+		 len > 32 ? 32 : (int)len, name);
+	return -EINVAL;
+}
+
 /* One option of [opt, opt + len). Returns 0 or -EINVAL with why. */
 static int disk_spec_option(struct disk_spec *spec, const char *opt, size_t len, bool *seen_ro,
 			    char *why, size_t whylen)
 {
-	static const char serial[] = "serial=";
+	static const char serial[] = "serial=", format[] = "format=";
 
 	if (len == 0) {
 		snprintf(why, whylen, "an empty option (a stray comma?)");
@@ -79,7 +124,10 @@ static int disk_spec_option(struct disk_spec *spec, const char *opt, size_t len,
 		spec->serial[idlen] = '\0';
 		return 0;
 	}
-	snprintf(why, whylen, "unknown option '%.*s' (use readonly or serial=ID)",
+	if (len >= strlen(format) && strncmp(opt, format, strlen(format)) == 0)
+		return disk_spec_format(spec, opt + strlen(format), len - strlen(format), why,
+					whylen);
+	snprintf(why, whylen, "unknown option '%.*s' (use readonly, serial=ID or format=FORMAT)",
 		 len > 32 ? 32 : (int)len, opt);
 	return -EINVAL;
 }
@@ -234,7 +282,40 @@ static int disk_check_size(const struct disk *d)
 	return 0;
 }
 
-int disk_open(struct disk **out, const char *path, bool readonly, unsigned max_inflight)
+/* DISK_FORMAT_AUTO: qcow2 if the file starts with its magic, else raw. */
+static int disk_probe_format(const struct disk *d, enum disk_format *format)
+{
+	uint8_t magic[4];
+	ssize_t n = pread(d->fd, magic, sizeof(magic), 0);
+
+	if (n < 0) {
+		log_error("disk %s: %s", d->path, strerror(errno));
+		return -errno;
+	}
+	*format = qcow2_probe(magic, (size_t)n) ? DISK_FORMAT_QCOW2 : DISK_FORMAT_RAW;
+	return 0;
+}
+
+/* Hands the opened, locked file to its format's backend. */
+static int disk_attach(struct disk *d, enum disk_format format)
+{
+	int ret;
+
+	if (format == DISK_FORMAT_AUTO) {
+		ret = disk_probe_format(d, &format);
+		if (ret != 0)
+			return ret;
+		/* Probed raw: a guest must not make it look like qcow2 next time. */
+		d->guard_magic = format == DISK_FORMAT_RAW;
+	}
+	if (format == DISK_FORMAT_QCOW2)
+		return qcow2_attach(d);
+	ret = disk_check_size(d);
+	return ret != 0 ? ret : raw_attach(d);
+}
+
+int disk_open(struct disk **out, const char *path, enum disk_format format, bool readonly,
+	      unsigned max_inflight)
 {
 	struct disk *d;
 	int ret;
@@ -252,9 +333,8 @@ int disk_open(struct disk **out, const char *path, bool readonly, unsigned max_i
 	d->readonly = readonly;
 	d->max_inflight = max_inflight;
 	ret = d->fd = disk_open_fd(path, readonly);
-	if (ret >= 0 && (ret = disk_probe_size(d)) == 0 && (ret = disk_lock(d)) == 0 &&
-	    (ret = disk_check_size(d)) == 0)
-		ret = raw_attach(d);
+	if (ret >= 0 && (ret = disk_probe_size(d)) == 0 && (ret = disk_lock(d)) == 0)
+		ret = disk_attach(d, format);
 	if (ret < 0) {
 		disk_close(d);
 		return ret;

@@ -9,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "disk/qcow2.h"
 #include "util/log.h"
 
 /* Writing zeroes by hand (no fallocate here) goes this many bytes at a time. */
@@ -134,6 +135,33 @@ static bool raw_req_ok(const struct disk *d, const struct disk_req *req)
 	return req->op == DISK_DISCARD || req->op == DISK_WRITE_ZEROES;
 }
 
+/*
+ * A raw image whose format was probed would be opened as qcow2 next time if
+ * the guest wrote a qcow2 header into it, with a backing file of the guest's
+ * choosing: such a write is refused (QEMU does the same).
+ */
+static bool raw_writes_magic(const struct disk *d, const struct disk_req *req)
+{
+	uint8_t head[4];
+	size_t n = 0;
+
+	if (!d->guard_magic || req->op != DISK_WRITE || req->offset != 0)
+		return false;
+	for (unsigned i = 0; i < req->niov && n < sizeof(head); i++) {
+		size_t take =
+		    req->iov[i].iov_len < sizeof(head) - n ? req->iov[i].iov_len : sizeof(head) - n;
+
+		memcpy(head + n, req->iov[i].iov_base, take);
+		n += take;
+	}
+	if (!qcow2_probe(head, n))
+		return false;
+	log_warn("disk %s: the guest tried to write a qcow2 header into this raw image: refused "
+		 "(give format=raw to allow it)",
+		 d->path);
+	return true;
+}
+
 static int raw_submit(struct disk *d, struct disk_req *req)
 {
 	int ret;
@@ -142,6 +170,8 @@ static int raw_submit(struct disk *d, struct disk_req *req)
 		return -EBUSY;
 	if (!raw_req_ok(d, req))
 		return d->readonly ? -EROFS : -EINVAL;
+	if (raw_writes_magic(d, req))
+		return -EPERM;
 	req->progress = 0;
 	req->stage = req->op == DISK_WRITE_ZEROES ? raw_wz_stage(raw_of(d), req) : 0;
 	ret = raw_queue(d, req);

@@ -32,6 +32,8 @@ static const char *const initramfs_modules[] = {
     "pvpanic-pci",
     "crc32c_generic", /* ext4 only "softdep"s on crc32c: no depends= entry names it */
     "ext4",
+    "button", /* the ACPI power button (PNP0C0C): KEY_POWER on an input device */
+    "evdev",  /* /dev/input/event*, where acpid reads it */
 };
 
 /* Directories of the image, parents first. */
@@ -39,9 +41,10 @@ static const struct {
 	const char *name;
 	mode_t mode;
 } initramfs_dirs[] = {
-    {"bin", 0755}, {"sbin", 0755}, {"usr", 0755},  {"usr/bin", 0755},	  {"usr/sbin", 0755},
-    {"dev", 0755}, {"etc", 0755},  {"lib", 0755},  {"lib/modules", 0755}, {"proc", 0555},
-    {"sys", 0555}, {"run", 0755},  {"root", 0700}, {"tmp", 01777},
+    {"bin", 0755},	   {"sbin", 0755}, {"usr", 0755},      {"usr/bin", 0755},
+    {"usr/sbin", 0755},	   {"dev", 0755},  {"etc", 0755},      {"lib", 0755},
+    {"lib/modules", 0755}, {"proc", 0555}, {"sys", 0555},      {"run", 0755},
+    {"root", 0700},	   {"tmp", 01777}, {"etc/acpi", 0755}, {"etc/acpi/PWRF", 0755},
 };
 
 /* busybox init runs one shell on the console; cttyhack makes the console's real
@@ -73,7 +76,14 @@ static const char initramfs_init_head[] =
     "hostname tabique\n"
     "# Dependencies first, as computed from each module's .modinfo at preparation.\n";
 
-static const char initramfs_init_tail[] = "echo '" INITRAMFS_READY_LINE "'\n"
+/* busybox acpid turns the power button's KEY_POWER into /etc/acpi/PWRF/00000080. */
+static const char initramfs_acpi_power[] = "#!/bin/sh\n"
+					   "# The ACPI power button (tabique's API: shutdown).\n"
+					   "exec poweroff\n";
+
+/* acpid opens the input devices it finds at start: after the modules, before init. */
+static const char initramfs_init_tail[] = "acpid -l /run/acpid.log -p /run/acpid.pid\n"
+					  "echo '" INITRAMFS_READY_LINE "'\n"
 					  "exec /bin/busybox init\n";
 
 /* Returns the /init script (malloc'ed) or NULL. */
@@ -173,6 +183,8 @@ static void initramfs_add_base(struct cpio *c, const struct initramfs_src *src, 
 	cpio_add_file(c, "etc/hostname", 0644, "tabique\n", strlen("tabique\n"));
 	cpio_add_file(c, "etc/passwd", 0644, initramfs_passwd, strlen(initramfs_passwd));
 	cpio_add_file(c, "etc/group", 0644, initramfs_group, strlen(initramfs_group));
+	cpio_add_file(c, "etc/acpi/PWRF/00000080", 0755, initramfs_acpi_power,
+		      strlen(initramfs_acpi_power));
 	cpio_add_file(c, "init", 0755, init, strlen(init));
 }
 

@@ -165,8 +165,12 @@ int vm_def_check(const struct vm_def *def, char *why, size_t whylen)
 
 static json_t *disk_to_json(const struct vm_def_disk *d)
 {
-	return json_pack("{s:s, s:s, s:b, s:s, s:b}", "path", d->path, "format", d->format,
-			 "readonly", d->readonly, "serial", d->serial, "owned", d->owned);
+	json_t *o = json_pack("{s:s, s:s, s:b, s:s, s:b}", "path", d->path, "format", d->format,
+			      "readonly", d->readonly, "serial", d->serial, "owned", d->owned);
+
+	if (d->base[0])
+		json_object_set_new(o, "base", json_string(d->base));
+	return o;
 }
 
 static json_t *vm_def_to_json(const struct vm_def *def)
@@ -264,7 +268,8 @@ static int get_bool(json_t *obj, const char *key, bool *out, char *why, size_t w
 
 static int disk_from_json(json_t *obj, struct vm_def_disk *d, char *why, size_t whylen)
 {
-	static const char *const keys[] = {"path", "format", "readonly", "serial", "owned", NULL};
+	static const char *const keys[] = {"path",  "format", "readonly", "serial",
+					   "owned", "base",   NULL};
 
 	if (!json_is_object(obj)) {
 		snprintf(why, whylen, "every disk must be an object");
@@ -274,6 +279,7 @@ static int disk_from_json(json_t *obj, struct vm_def_disk *d, char *why, size_t 
 	    get_string(obj, "path", d->path, sizeof(d->path), why, whylen) != 0 ||
 	    get_string(obj, "format", d->format, sizeof(d->format), why, whylen) != 0 ||
 	    get_string(obj, "serial", d->serial, sizeof(d->serial), why, whylen) != 0 ||
+	    get_string(obj, "base", d->base, sizeof(d->base), why, whylen) != 0 ||
 	    get_bool(obj, "readonly", &d->readonly, why, whylen) != 0 ||
 	    get_bool(obj, "owned", &d->owned, why, whylen) != 0)
 		return -EINVAL;

@@ -41,6 +41,7 @@ struct vm_def_disk {
 	bool readonly;
 	char serial[DISK_SERIAL_MAX + 1];
 	bool owned; /* created for this VM in its folder: removed with it */
+	char base[PATH_MAX]; /* a linked clone's overlay: the image it is over; "" otherwise */
 };
 
 struct vm_def {

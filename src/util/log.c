@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 __attribute__((format(printf, 2, 0))) static void log_line(const char *prefix, const char *fmt,
@@ -45,4 +46,41 @@ void log_debug(const char *fmt, ...)
 	va_start(ap, fmt);
 	log_line("debug: ", fmt, ap);
 	va_end(ap);
+}
+
+static uint64_t log_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool log_limit_expired(const struct log_limit *l, uint64_t now)
+{
+	return l->logged == 0 || now - l->window_start >= LOG_LIMIT_WINDOW_S * 1000000000ULL;
+}
+
+bool log_limit_allow(struct log_limit *l, const char *who)
+{
+	uint64_t now = log_now_ns();
+
+	if (log_limit_expired(l, now)) {
+		if (l->suppressed > 0)
+			log_warn("%s: %u more messages like these were not shown", who,
+				 l->suppressed);
+		l->window_start = now;
+		l->logged = l->suppressed = 0;
+	}
+	if (l->logged == LOG_LIMIT_BURST) {
+		l->suppressed++;
+		return false;
+	}
+	l->logged++;
+	return true;
+}
+
+bool log_limit_open(const struct log_limit *l)
+{
+	return l->logged < LOG_LIMIT_BURST || log_limit_expired(l, log_now_ns());
 }

@@ -43,9 +43,10 @@ struct blk {
 	struct blk_req *reqs; /* BLK_QUEUE_SIZE of them: never more in flight than the ring */
 	struct blk_req *free;
 	unsigned inflight;
-	bool quiet;   /* completions answer nothing: reset, quiesce */
-	bool pushed;  /* pushed since the last virtio_queue_used() */
-	bool stalled; /* queue_notify stopped for want of a free request */
+	bool quiet;		/* completions answer nothing: reset, quiesce */
+	bool pushed;		/* pushed since the last virtio_queue_used() */
+	bool stalled;		/* queue_notify stopped for want of a free request */
+	struct blk_stats stats; /* written by the device thread, read by any */
 };
 
 static struct blk *blk_of(struct virtio_device *dev)
@@ -93,6 +94,40 @@ static void blk_config_read(struct virtio_device *dev, uint32_t offset, uint8_t 
 
 /* ---- answering ---- */
 
+/* Counters are read from other threads (the control API): relaxed atomics suffice. */
+static void blk_count(uint64_t *counter, uint64_t n)
+{
+	__atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
+
+/* A request the disk completed (or failed), on the device thread. */
+static void blk_account(struct blk *blk, const struct blk_req *req)
+{
+	struct blk_stats *st = &blk->stats;
+
+	if (req->answer != VIRTIO_BLK_S_OK) {
+		blk_count(&st->errors, 1);
+		return;
+	}
+	switch (req->io.op) {
+	case DISK_READ:
+		blk_count(&st->read_ops, 1);
+		blk_count(&st->read_bytes, req->io.len);
+		break;
+	case DISK_WRITE:
+		blk_count(&st->write_ops, 1);
+		blk_count(&st->write_bytes, req->io.len);
+		break;
+	case DISK_FLUSH:
+		blk_count(&st->flush_ops, 1);
+		break;
+	default: /* discard, write zeroes */
+		blk_count(&st->discard_ops, 1);
+		blk_count(&st->discard_bytes, req->io.len);
+		break;
+	}
+}
+
 static void blk_push(struct blk *blk, struct blk_req *req)
 {
 	struct virtqueue *vq = virtio_queue(&blk->vdev, 0);
@@ -118,6 +153,7 @@ static void blk_io_done(struct disk_req *io, int ret)
 	if (ret < 0)
 		log_debug("virtio-blk %s: request failed: %s", blk->disk->path, strerror(-ret));
 	req->answer = ret == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+	blk_account(blk, req);
 	if (!blk->quiet)
 		blk_push(blk, req);
 	blk_req_free(blk, req);
@@ -345,6 +381,9 @@ static bool blk_take_one(struct blk *blk, struct virtqueue *vq)
 	blk->free = req->next_free;
 	switch (blk_start(blk, req, &chain)) {
 	case BLK_ANSWERED:
+		/* Answered without the disk: only failures count (io.op is not this request's). */
+		if (req->answer != VIRTIO_BLK_S_OK)
+			blk_count(&blk->stats.errors, 1);
 		blk_push(blk, req);
 		blk_req_free(blk, req);
 		return true;
@@ -492,6 +531,15 @@ void blk_quiesce(struct blk *blk)
 unsigned blk_inflight(const struct blk *blk)
 {
 	return blk->inflight;
+}
+
+void blk_get_stats(const struct blk *blk, struct blk_stats *out)
+{
+	const uint64_t *src = (const uint64_t *)&blk->stats;
+	uint64_t *dst = (uint64_t *)out;
+
+	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 }
 
 /* ---- snapshots ---- */

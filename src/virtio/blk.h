@@ -67,6 +67,15 @@
 
 struct blk;
 
+/* Counters of completed requests; the control API reads them. */
+struct blk_stats {
+	uint64_t read_ops, read_bytes;
+	uint64_t write_ops, write_bytes;
+	uint64_t flush_ops;
+	uint64_t discard_ops, discard_bytes; /* discards and write-zeroes */
+	uint64_t errors; /* requests answered IOERR or UNSUPP, malformed ones included */
+};
+
 /*
  * A block device in front of disk, which the caller opened and keeps open
  * until blk_destroy() (it may outlive the device: a guest reboot makes a new
@@ -95,6 +104,9 @@ void blk_quiesce(struct blk *blk);
 
 /* Requests the device has taken and not yet answered. */
 unsigned blk_inflight(const struct blk *blk);
+
+/* A consistent-enough copy of the counters; any thread. */
+void blk_get_stats(const struct blk *blk, struct blk_stats *out);
 
 /* The device's own state for snapshots and migration: fixed layout, little-endian host. */
 #define BLK_STATE_MAGIC	  0x4b4c4254u /* "TBLK" */

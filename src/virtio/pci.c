@@ -54,6 +54,7 @@ struct virtio_pci {
 	struct virtqueue vq[VIRTIO_MAX_QUEUES];
 	uint8_t cfg_cap;	/* the VIRTIO_PCI_CAP_PCI_CFG capability */
 	uint64_t slow_notifies; /* through MMIO exits, not ioeventfds */
+	struct log_limit log_limit; /* NEEDS_RESET reports: a guest can cause them in a loop */
 
 	int epfd, stop_fd;
 	pthread_t thread;
@@ -112,7 +113,8 @@ static void virtio_pci_set_needs_reset(struct virtio_pci *vp, const char *why)
 {
 	if (vp->status & VIRTIO_STATUS_NEEDS_RESET)
 		return;
-	log_warn("%s: %s; the device needs a reset by its driver", vp->ops->name, why);
+	if (log_limit_allow(&vp->log_limit, vp->ops->name))
+		log_warn("%s: %s; the device needs a reset by its driver", vp->ops->name, why);
 	vp->status |= VIRTIO_STATUS_NEEDS_RESET;
 	/* 2.1.2: after DRIVER_OK, NEEDS_RESET comes with a configuration change notification. */
 	if (vp->status & VIRTIO_STATUS_DRIVER_OK)
@@ -742,6 +744,7 @@ int virtio_pci_create(struct virtio_pci **out, struct virtio_device *dev,
 	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) {
 		vp->q[i].kick_fd = -1;
 		vp->vq[i].name = dev->ops->name;
+		vp->vq[i].log_limit = &vp->log_limit;
 	}
 	vp->offered = dev->ops->features | 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX |
 		      1ULL << VIRTIO_F_INDIRECT_DESC;

@@ -94,7 +94,10 @@ static uint16_t *vq_avail_event(struct virtqueue *vq)
 static int vq_violation(struct virtqueue *vq, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Marks the queue broken; only the first violation is logged, until reset. */
+/*
+ * Marks the queue broken; only the first violation is logged, until reset,
+ * and not even that once the device's log budget is spent.
+ */
 static int vq_violation(struct virtqueue *vq, const char *fmt, ...)
 {
 	char msg[160];
@@ -103,6 +106,8 @@ static int vq_violation(struct virtqueue *vq, const char *fmt, ...)
 	if (vq->broken)
 		return -EINVAL;
 	vq->broken = true;
+	if (vq->log_limit != NULL && !log_limit_open(vq->log_limit))
+		return -EINVAL;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -344,9 +349,11 @@ int vq_setup(struct virtqueue *vq, const struct guest_memory *mem, uint16_t size
 void vq_reset(struct virtqueue *vq)
 {
 	const char *name = vq->name;
+	const struct log_limit *log_limit = vq->log_limit;
 
 	memset(vq, 0, sizeof(*vq));
 	vq->name = name;
+	vq->log_limit = log_limit;
 }
 
 int vq_push(struct virtqueue *vq, uint16_t head, uint32_t written)

@@ -46,9 +46,16 @@ struct vq_chain {
 struct vq_desc;
 struct vq_avail;
 struct vq_used;
+struct log_limit;
 
 struct virtqueue {
 	const char *name; /* for log messages; set by the device, kept by setup/reset */
+	/*
+	 * The device's budget of guest-caused messages, kept by setup/reset
+	 * like name: a violation is described only while the budget is open
+	 * (the transport spends it on the NEEDS_RESET it causes). NULL: always.
+	 */
+	const struct log_limit *log_limit;
 	const struct guest_memory *mem;
 	bool ready;    /* vq_setup succeeded and no vq_reset since */
 	uint16_t size; /* power of two, 1..VQ_MAX_SIZE */
@@ -76,7 +83,7 @@ struct virtqueue {
 int vq_setup(struct virtqueue *vq, const struct guest_memory *mem, uint16_t size, uint64_t desc_gpa,
 	     uint64_t avail_gpa, uint64_t used_gpa, bool event_idx, bool indirect);
 
-/* Disables the queue and forgets all state except vq->name (device reset). */
+/* Disables the queue and forgets all state except vq->name and vq->log_limit (device reset). */
 void vq_reset(struct virtqueue *vq);
 
 /*

@@ -125,7 +125,14 @@ struct vsock {
 	struct iovec rx_iov[VSOCK_MAX_IOV];
 	struct iovec tx_iov[VSOCK_MAX_IOV];
 	struct iovec slice[VSOCK_MAX_IOV];
+	struct vsock_stats stats; /* written by the device thread, read by any */
 };
+
+/* Counters are read from other threads (the control API): relaxed atomics suffice. */
+static void vsock_count(uint64_t *counter, uint64_t n)
+{
+	__atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
 
 static struct vsock *vsock_of(struct virtio_device *dev)
 {
@@ -427,6 +434,7 @@ static void vsock_conn_free(struct vsock *vs, struct vsock_conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	vs->nconns--;
+	vsock_count(&vs->stats.connections, (uint64_t)-1);
 	c->dead = true;
 	c->next = vs->zombies;
 	vs->zombies = c;
@@ -511,6 +519,8 @@ static struct vsock_conn *vsock_conn_new(struct vsock *vs, int fd, enum vsock_st
 		vs->all->prev = c;
 	vs->all = c;
 	vs->nconns++;
+	vsock_count(&vs->stats.connections, 1);
+	vsock_count(&vs->stats.connections_total, 1);
 	return c;
 }
 
@@ -583,6 +593,10 @@ static void vsock_rx_push(struct vsock *vs, const struct vsock_hdr *h)
 	vq_iov_write(vs->rx_chain.iov, vs->rx_chain.nwrite, 0, raw, sizeof(raw));
 	vs->rx_held = false;
 	vq_push(vq, vs->rx_chain.head, VSOCK_HDR_SIZE + h->len);
+	vsock_count(&vs->stats.rx_packets, 1);
+	vsock_count(&vs->stats.rx_bytes, h->len);
+	if (h->op == VSOCK_OP_RST)
+		vsock_count(&vs->stats.resets, 1);
 }
 
 static void vsock_rx_orphan(struct vsock *vs)
@@ -1006,6 +1020,8 @@ static bool vsock_tx_packet(struct vsock *vs, const struct vq_chain *ch)
 		vsock_fail(vs, "a tx packet's len does not match its buffers");
 		return false;
 	}
+	vsock_count(&vs->stats.tx_packets, 1);
+	vsock_count(&vs->stats.tx_bytes, h.len);
 	vsock_packet(vs, &h, ch->iov, ch->nread);
 	return true;
 }
@@ -1399,4 +1415,13 @@ void vsock_transport_reset(struct vsock *vs)
 unsigned vsock_connections(const struct vsock *vs)
 {
 	return vs->nconns;
+}
+
+void vsock_get_stats(const struct vsock *vs, struct vsock_stats *out)
+{
+	const uint64_t *src = (const uint64_t *)&vs->stats;
+	uint64_t *dst = (uint64_t *)out;
+
+	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 }

@@ -60,6 +60,15 @@ struct vsock_config {
 
 struct vsock;
 
+/* Counters; the control API reads them. rx: toward the guest, tx: from the guest. */
+struct vsock_stats {
+	uint64_t rx_packets, rx_bytes; /* packets put in the rx queue, and their payload */
+	uint64_t tx_packets, tx_bytes; /* packets the guest sent, and their payload */
+	uint64_t connections;	       /* open now, host-side handshakes included */
+	uint64_t connections_total;    /* ever opened, both ways */
+	uint64_t resets;	       /* RSTs sent to the guest */
+};
+
 /*
  * Parses the --vsock value "cid=N,socket=PATH" into cfg. Returns 0, or
  * -EINVAL after one line saying what was wrong.
@@ -101,5 +110,8 @@ void vsock_transport_reset(struct vsock *vs);
 
 /* Connections in the table, host-side handshakes included. */
 unsigned vsock_connections(const struct vsock *vs);
+
+/* A consistent-enough copy of the counters; any thread. */
+void vsock_get_stats(const struct vsock *vs, struct vsock_stats *out);
 
 #endif

@@ -10,6 +10,7 @@
 #include "arch/x86/layout.h"
 #include "bus/pci.h"
 #include "devices/acpi_pm.h"
+#include "devices/ged.h"
 #include "devices/i8042.h"
 #include "devices/pvpanic.h"
 #include "devices/rtc.h"
@@ -28,17 +29,20 @@ static int machine_add_devices(struct machine *m, const struct machine_config *c
 {
 	struct irq_line com1_irq = {vm_set_irq, &m->vm, IRQ_COM1};
 	struct irq_line rtc_irq = {vm_set_irq, &m->vm, IRQ_RTC};
+	struct irq_line ged_irq = {vm_set_irq, &m->vm, IRQ_ACPI_GED};
 	int ret;
 
 	m->com1 = serial_create(com1_irq, cfg->console);
 	m->rtc = rtc_create(rtc_irq);
 	m->i8042 = i8042_create();
-	if (m->com1 == NULL || m->rtc == NULL || m->i8042 == NULL)
+	m->ged = ged_create(ged_irq);
+	if (m->com1 == NULL || m->rtc == NULL || m->i8042 == NULL || m->ged == NULL)
 		return -ENOMEM;
 	if ((ret = serial_attach(m->com1, &m->vm.pio, PORT_COM1)) != 0 ||
 	    (ret = rtc_attach(m->rtc, &m->vm.pio)) != 0 ||
 	    (ret = i8042_attach(m->i8042, &m->vm.pio)) != 0 ||
-	    (ret = acpi_pm_attach(&m->vm.pio)) != 0 || (ret = pvpanic_attach(&m->vm.pio)) != 0) {
+	    (ret = acpi_pm_attach(&m->vm.pio)) != 0 || (ret = pvpanic_attach(&m->vm.pio)) != 0 ||
+	    (ret = ged_attach(m->ged, &m->vm.pio, PORT_ACPI_GED)) != 0) {
 		log_error("cannot place the legacy devices on the I/O bus: %s", strerror(-ret));
 		return ret;
 	}
@@ -224,6 +228,8 @@ static int machine_add_acpi(struct machine *m)
 		.reset_port = PORT_ACPI_RESET,
 		.reset_value = ACPI_RESET_VALUE,
 		.pvpanic_port = PORT_PVPANIC,
+		.ged_port = PORT_ACPI_GED,
+		.ged_gsi = IRQ_ACPI_GED,
 		.com1_port = PORT_COM1,
 		.com1_irq = IRQ_COM1,
 		.rtc_port = PORT_RTC,
@@ -337,5 +343,11 @@ void machine_destroy(struct machine *m)
 		rtc_destroy(m->rtc);
 	if (m->i8042 != NULL)
 		i8042_destroy(m->i8042);
+	ged_destroy(m->ged);
 	memset(m, 0, sizeof(*m));
+}
+
+void machine_power_button(struct machine *m)
+{
+	ged_raise(m->ged, GED_EVENT_POWER_BUTTON);
 }

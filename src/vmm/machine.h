@@ -15,6 +15,7 @@
 
 struct rtc;
 struct i8042;
+struct ged;
 struct msi_router;
 struct pci_bus;
 struct rng;
@@ -52,6 +53,7 @@ struct machine {
 	struct serial *com1;
 	struct rtc *rtc;
 	struct i8042 *i8042;
+	struct ged *ged; /* ACPI events: the power button */
 	/* PCI: the host bridge on bus 0, MSI-X through KVM, virtio devices. */
 	struct msi_router *msi;
 	struct pci_bus *pci;
@@ -74,5 +76,11 @@ struct machine {
  */
 int machine_create(struct machine *m, const struct machine_config *cfg);
 void machine_destroy(struct machine *m);
+
+/*
+ * Presses the ACPI power button: a guest that handles it (the default guest
+ * does) shuts itself down. Any thread, while the machine exists.
+ */
+void machine_power_button(struct machine *m);
 
 #endif

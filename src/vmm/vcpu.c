@@ -102,6 +102,17 @@ void vcpu_destroy(struct vcpu *vcpu)
 	vcpu->fd = -1;
 }
 
+/*
+ * After a pause: tell a guest that uses kvmclock it was stopped by the host,
+ * so its watchdogs do not report the lost time as soft lockups. Fails (and
+ * does not matter) when the guest has not enabled kvmclock.
+ */
+static void vcpu_resumed(struct vcpu *vcpu)
+{
+	if (ioctl(vcpu->fd, KVM_KVMCLOCK_CTRL, 0) < 0)
+		log_debug("vCPU %u: KVM_KVMCLOCK_CTRL: %s", vcpu->index, strerror(errno));
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
@@ -114,9 +125,16 @@ static void *vcpu_thread(void *arg)
 	while (!vm_stop_requested(vcpu->vm)) {
 		enum vm_action action;
 
+		if (vm_vcpu_park(vcpu->vm)) {
+			vcpu_resumed(vcpu);
+			continue; /* a stop may have ended the pause */
+		}
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR || errno == EAGAIN) {
+				/* Kicked: cleared before the loop looks at the flags again. */
+				__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_RELAXED);
 				continue;
+			}
 			snprintf(reason, sizeof(reason), "KVM_RUN failed on vCPU %u: %s",
 				 vcpu->index, strerror(errno));
 			vm_request_stop(vcpu->vm, VM_FATAL, reason);
@@ -129,6 +147,7 @@ static void *vcpu_thread(void *arg)
 			break;
 		}
 	}
+	vm_vcpu_exited(vcpu->vm);
 	return NULL;
 }
 
@@ -144,13 +163,18 @@ int vcpu_start(struct vcpu *vcpu)
 	return 0;
 }
 
+void vcpu_kick(struct vcpu *vcpu)
+{
+	/* immediate_exit covers a kick that lands just before KVM_RUN is entered. */
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_RELAXED);
+	pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+}
+
 void vcpu_stop(struct vcpu *vcpu)
 {
 	if (!vcpu->started)
 		return;
-	/* immediate_exit covers a kick that lands just before KVM_RUN is entered. */
-	vcpu->run->immediate_exit = 1;
-	pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+	vcpu_kick(vcpu);
 	pthread_join(vcpu->thread, NULL);
 	vcpu->started = false;
 	vcpu->run->immediate_exit = 0;

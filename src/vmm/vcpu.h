@@ -29,5 +29,10 @@ void vcpu_destroy(struct vcpu *vcpu);
 int vcpu_start(struct vcpu *vcpu);
 /* Kicks the vCPU out of KVM_RUN and joins its thread. */
 void vcpu_stop(struct vcpu *vcpu);
+/*
+ * Makes the vCPU thread leave KVM_RUN (or not enter it) once, so that it
+ * looks at the VM's stop and pause flags: set them before the kick.
+ */
+void vcpu_kick(struct vcpu *vcpu);
 
 #endif

@@ -92,6 +92,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	vm->mem.memfd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->stopped, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 	vm->kvm_fd = kvm_open();
@@ -124,6 +125,7 @@ void vm_destroy(struct vm *vm)
 	bus_destroy(&vm->pio);
 	bus_destroy(&vm->mmio);
 	pthread_cond_destroy(&vm->stopped);
+	pthread_cond_destroy(&vm->pause_cond);
 	pthread_mutex_destroy(&vm->lock);
 	vm->vm_fd = vm->kvm_fd = -1;
 }
@@ -136,6 +138,7 @@ void vm_request_stop(struct vm *vm, enum vm_action action, const char *reason)
 		vm->stop_action = action;
 		snprintf(vm->stop_reason, sizeof(vm->stop_reason), "%s", reason ? reason : "");
 		pthread_cond_broadcast(&vm->stopped);
+		pthread_cond_broadcast(&vm->pause_cond); /* parked vCPUs leave, pause() returns */
 	}
 	pthread_mutex_unlock(&vm->lock);
 }
@@ -150,15 +153,27 @@ bool vm_stop_requested(struct vm *vm)
 	return stop;
 }
 
+/* Counted as alive before it runs, so that a pause never misses it. */
+static int vm_start_vcpu(struct vm *vm, struct vcpu *vcpu)
+{
+	int ret;
+
+	pthread_mutex_lock(&vm->lock);
+	vm->vcpus_alive++;
+	ret = vcpu_start(vcpu);
+	if (ret != 0)
+		vm->vcpus_alive--;
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
 enum vm_action vm_run(struct vm *vm)
 {
 	enum vm_action action;
 	unsigned started = 0;
 
 	for (; started < vm->ncpus; started++) {
-		int ret = vcpu_start(&vm->vcpus[started]);
-
-		if (ret != 0) {
+		if (vm_start_vcpu(vm, &vm->vcpus[started]) != 0) {
 			vm_request_stop(vm, VM_FATAL, "cannot start a vCPU thread");
 			break;
 		}
@@ -171,6 +186,81 @@ enum vm_action vm_run(struct vm *vm)
 	for (unsigned i = 0; i < started; i++)
 		vcpu_stop(&vm->vcpus[i]);
 	return action;
+}
+
+int vm_pause(struct vm *vm)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->stop_requested)
+		ret = -ESHUTDOWN;
+	else if (vm->pause_requested)
+		ret = -EALREADY;
+	if (ret != 0) {
+		pthread_mutex_unlock(&vm->lock);
+		return ret;
+	}
+	/* The flag before the kicks: a kicked vCPU sees it on its way back. */
+	__atomic_store_n(&vm->pause_requested, true, __ATOMIC_RELEASE);
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vm->vcpus[i].started)
+			vcpu_kick(&vm->vcpus[i]);
+	while (vm->vcpus_parked < vm->vcpus_alive && !vm->stop_requested)
+		pthread_cond_wait(&vm->pause_cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->pause_requested)
+		ret = -EALREADY;
+	__atomic_store_n(&vm->pause_requested, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+bool vm_paused(struct vm *vm)
+{
+	bool paused;
+
+	pthread_mutex_lock(&vm->lock);
+	paused = vm->pause_requested;
+	pthread_mutex_unlock(&vm->lock);
+	return paused;
+}
+
+bool vm_vcpu_park(struct vm *vm)
+{
+	bool parked = false;
+
+	/* Checked without the lock on every exit: pauses are rare. */
+	if (!__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE))
+		return false;
+	pthread_mutex_lock(&vm->lock);
+	if (vm->pause_requested && !vm->stop_requested) {
+		parked = true;
+		vm->vcpus_parked++;
+		pthread_cond_broadcast(&vm->pause_cond);
+		while (vm->pause_requested && !vm->stop_requested)
+			pthread_cond_wait(&vm->pause_cond, &vm->lock);
+		vm->vcpus_parked--;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return parked;
+}
+
+void vm_vcpu_exited(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->vcpus_alive--;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->lock);
 }
 
 void vm_set_irq(void *opaque, uint32_t gsi, bool level)

@@ -35,6 +35,11 @@ struct vm {
 	bool stop_requested;
 	enum vm_action stop_action;
 	char stop_reason[160];
+	/* Pause: vCPU threads park between two KVM_RUNs while pause_requested is set. */
+	pthread_cond_t pause_cond; /* parked or alive changed, the pause ended, a stop came */
+	bool pause_requested;	   /* also read without the lock, atomically, by vCPU threads */
+	unsigned vcpus_alive;	   /* vCPU threads started and not yet out of their loop */
+	unsigned vcpus_parked;
 };
 
 /*
@@ -56,6 +61,24 @@ void vm_request_stop(struct vm *vm, enum vm_action action, const char *reason);
 
 /* True once a stop was requested. */
 bool vm_stop_requested(struct vm *vm);
+
+/*
+ * Parks every vCPU out of KVM_RUN and returns once all are parked (device
+ * threads go on). Returns 0, -EALREADY when paused already, or -ESHUTDOWN
+ * when the VM is stopping. Any thread but a vCPU's.
+ */
+int vm_pause(struct vm *vm);
+/* Lets the parked vCPUs run again. Returns 0 or -EALREADY when not paused. */
+int vm_resume(struct vm *vm);
+bool vm_paused(struct vm *vm);
+
+/*
+ * For vCPU threads, between two KVM_RUNs: waits while the VM is paused (a
+ * stop ends the wait too). Returns true when it did wait.
+ */
+bool vm_vcpu_park(struct vm *vm);
+/* For vCPU threads: the thread leaves its loop, it no longer counts for a pause. */
+void vm_vcpu_exited(struct vm *vm);
 
 /* Drives a GSI of the in-kernel IOAPIC; fits struct irq_line's set(). */
 void vm_set_irq(void *vm, uint32_t gsi, bool level);

@@ -345,3 +345,70 @@ def test_net_tap_without_privileges(tabique):
                    preexec=drop)
     assert_one_line_error(r, "cannot open tap device tbqnotthere0",
                           "needs CAP_NET_ADMIN or an existing tap owned by you", status=1)
+
+
+# --- --api-socket and --name: the control API ---------------------------------------
+
+def test_api_socket_in_a_missing_directory(tabique):
+    r = run_on_pty([tabique, "run", *NO_KERNEL, "--api-socket", "/nonexistent/dir/api.sock"])
+    assert_one_line_error(r, "--api-socket", "/nonexistent/dir/api.sock", "directory",
+                          status=1)
+
+
+def test_api_socket_in_use_by_a_live_listener(tabique, tmp_path):
+    import socket
+    path = str(tmp_path / "api.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+        other.bind(path)
+        other.listen(1)
+        r = run_on_pty([tabique, "run", *NO_KERNEL, "--api-socket", path])
+        assert_one_line_error(r, "--api-socket", path, "in use", status=1)
+        assert os.path.exists(path), "another program's socket was removed"
+
+
+def test_api_socket_path_is_not_a_socket(tabique, tmp_path):
+    path = tmp_path / "file"
+    path.write_text("mine")
+    r = run_on_pty([tabique, "run", *NO_KERNEL, "--api-socket", str(path)])
+    assert_one_line_error(r, str(path), "not a socket", status=1)
+    assert path.read_text() == "mine"
+
+
+def test_api_socket_path_too_long(tabique, tmp_path):
+    r = run_on_pty([tabique, "run", *NO_KERNEL, "--api-socket", "/tmp/" + "a" * 120])
+    assert_one_line_error(r, "--api-socket", "107 bytes", status=1)
+
+
+def test_api_socket_stale_is_replaced_and_removed_on_error(tabique, tmp_path):
+    """A socket left by a VMM that died is taken over; when the run then fails
+    (here: a disk that is not there), the socket goes too."""
+    import socket
+    path = str(tmp_path / "api.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
+        dead.bind(path)  # bound, never listening: nobody answers
+    r = run_on_pty([tabique, "run", *NO_KERNEL, "--api-socket", path,
+                    "--disk", str(tmp_path / "missing.img")])
+    assert_one_line_error(r, "missing.img", status=1)
+    assert not os.path.exists(path), "the API socket outlived a failed run"
+
+
+def test_api_socket_removed_when_the_kernel_is_bad(tabique, tmp_path):
+    """The server is up by then: its socket is removed on that way out too."""
+    junk = tmp_path / "vmlinuz"
+    junk.write_bytes(os.urandom(1 << 20))
+    path = str(tmp_path / "api.sock")
+    r = run_on_pty([tabique, "run", "--kernel", str(junk), "--api-socket", path])
+    assert_one_line_error(r, "not a Linux bzImage", status=1)
+    assert not os.path.exists(path), "the API socket outlived a failed run"
+
+
+@pytest.mark.parametrize("name", ["", "-x", ".x", "_x", "a b", "a/b", "x" * 64, "caf\u00e9",
+                                  "a\nb"])
+def test_bad_name(tabique, name):
+    r = run_on_pty([tabique, "run", *NO_KERNEL, "--name", name])
+    assert_one_line_error(r, "--name", "letters, digits", status=2)
+
+
+def test_name_needs_a_value(tabique):
+    r = run_on_pty([tabique, "run", "--name"])
+    assert_one_line_error(r, "--name", "needs a value", status=2)

@@ -23,6 +23,7 @@
 #include "devices/acpi_pm.h"
 #include "devices/serial.h"
 #include "guest.h"
+#include "tg.h"
 #include "virtio/pci.h"
 #include "virtio/rng.h"
 #include "vmm/vcpu.h"
@@ -290,7 +291,7 @@ static void tg_register(struct bus *bus, uint64_t base, uint64_t len, const stru
 		     (unsigned long long)base);
 }
 
-static struct tg *tg_setup(const char *guest, uint64_t memory, unsigned ncpus)
+struct tg *tg_setup(const char *guest, uint64_t memory, unsigned ncpus)
 {
 	struct vm_config cfg = {.memory = memory, .cpus = ncpus};
 	struct guest_params params;
@@ -311,13 +312,24 @@ static struct tg *tg_setup(const char *guest, uint64_t memory, unsigned ncpus)
 	return t;
 }
 
-static void tg_teardown(struct tg *t)
+void tg_teardown(struct tg *t)
 {
 	vm_destroy(&t->vm);
 	if (t->com1 != NULL)
 		serial_destroy(t->com1);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
+}
+
+struct vm *tg_vm(struct tg *t)
+{
+	return &t->vm;
+}
+
+bool tg_result(const struct tg *t, uint32_t *result)
+{
+	*result = t->result;
+	return t->result_set;
 }
 
 static void *tg_watchdog_main(void *arg)
@@ -346,7 +358,7 @@ static void *tg_watchdog_main(void *arg)
 }
 
 /* Runs the VM until it stops, or the watchdog stops it after ms. */
-static enum vm_action tg_run(struct tg *t, unsigned ms)
+enum vm_action tg_run(struct tg *t, unsigned ms)
 {
 	struct tg_watchdog w = {.vm = &t->vm, .ms = ms};
 	pthread_condattr_t attr;
@@ -369,7 +381,7 @@ static enum vm_action tg_run(struct tg *t, unsigned ms)
 	return action;
 }
 
-static void tg_assert_no_fault(const struct tg *t)
+void tg_assert_no_fault(const struct tg *t)
 {
 	cr_assert_not(t->faulted, "guest exception %u at rip %#x (error code %#x, cr2 %#llx)",
 		      t->fault_vector, t->fault_rip, t->fault_err,
@@ -616,4 +628,85 @@ Test(guests, triple_fault, .timeout = 60)
 	cr_assert(strstr(t->vm.stop_reason, "triple-fault") != NULL, "reason: %s",
 		  t->vm.stop_reason);
 	tg_teardown(t);
+}
+
+/* ---- pause and resume: the spin guest's counts ---- */
+
+struct tg_bg {
+	struct tg *t;
+	pthread_t thread;
+	enum vm_action action;
+};
+
+static void *tg_bg_main(void *arg)
+{
+	struct tg_bg *bg = arg;
+
+	bg->action = tg_run(bg->t, 60000);
+	return NULL;
+}
+
+static void tg_counts(struct tg *t, uint64_t *out)
+{
+	uint64_t *c = gpa_to_hva(&t->vm.mem, GUEST_SHARED, GUEST_MAX_CPUS * sizeof(uint64_t));
+
+	cr_assert_not_null(c);
+	for (unsigned i = 0; i < t->vm.ncpus; i++)
+		out[i] = __atomic_load_n(&c[i], __ATOMIC_RELAXED);
+}
+
+/* Waits up to 10 s for every vCPU's count to pass after[i]. */
+static void tg_wait_counting(struct tg *t, const uint64_t *after, const char *when)
+{
+	uint64_t now[GUEST_MAX_CPUS];
+
+	for (int tries = 0; tries < 1000; tries++) {
+		unsigned moved = 0;
+
+		tg_counts(t, now);
+		for (unsigned i = 0; i < t->vm.ncpus; i++)
+			moved += now[i] > after[i];
+		if (moved == t->vm.ncpus)
+			return;
+		usleep(10000);
+	}
+	cr_assert_fail("%s: a vCPU did not count within 10 s", when);
+}
+
+static void tg_pause_resume(unsigned ncpus)
+{
+	struct tg_bg bg = {.t = tg_setup("spin", TG_SMALL_RAM, ncpus)};
+	uint64_t zero[GUEST_MAX_CPUS] = {0}, frozen[GUEST_MAX_CPUS], later[GUEST_MAX_CPUS];
+
+	cr_assert_eq(pthread_create(&bg.thread, NULL, tg_bg_main, &bg), 0);
+	tg_wait_counting(bg.t, zero, "at start");
+	cr_assert_eq(vm_pause(&bg.t->vm), 0);
+	cr_assert_eq(vm_pause(&bg.t->vm), -EALREADY);
+	cr_assert(vm_paused(&bg.t->vm));
+	/* vm_pause returned: every vCPU is out of KVM_RUN, no count may move now. */
+	tg_counts(bg.t, frozen);
+	usleep(200000);
+	tg_counts(bg.t, later);
+	for (unsigned i = 0; i < ncpus; i++)
+		cr_assert_eq(later[i], frozen[i], "vCPU %u counted while paused", i);
+	cr_assert_eq(vm_resume(&bg.t->vm), 0);
+	cr_assert_eq(vm_resume(&bg.t->vm), -EALREADY);
+	tg_wait_counting(bg.t, frozen, "after resume");
+	/* A stop while paused: the parked vCPUs leave and vm_run returns. */
+	cr_assert_eq(vm_pause(&bg.t->vm), 0);
+	vm_request_stop(&bg.t->vm, VM_POWEROFF, NULL);
+	pthread_join(bg.thread, NULL);
+	cr_assert_eq(bg.action, VM_POWEROFF, "action %d: %s", (int)bg.action, bg.t->vm.stop_reason);
+	cr_assert_eq(vm_pause(&bg.t->vm), -ESHUTDOWN);
+	tg_teardown(bg.t);
+}
+
+Test(guests, pause_resume_1, .timeout = 60)
+{
+	tg_pause_resume(1);
+}
+
+Test(guests, pause_resume_4, .timeout = 60)
+{
+	tg_pause_resume(4);
 }

@@ -582,3 +582,117 @@ Test(acpi_iasl, pci_tables_pass_acpica)
 		     0, "acpiexec could not evaluate the PCI root bridge");
 	sh("rm -rf -- %s", dir);
 }
+
+/* ---- the Generic Event Device and the power button ---- */
+
+static struct acpi_config ged_config(void)
+{
+	struct acpi_config cfg = config(1);
+
+	cfg.ged_port = PORT_ACPI_GED;
+	cfg.ged_gsi = IRQ_ACPI_GED;
+	return cfg;
+}
+
+Test(acpi_ged, left_out_unless_configured)
+{
+	const uint8_t *d;
+
+	build(1);
+	d = dsdt();
+	cr_assert_not(contains(d, rd32(d + 4), "ACPI0013", 8));
+	cr_assert_not(contains(d, rd32(d + 4), "PWRB", 4));
+}
+
+/*
+ * What iasl 20200925 -oa compiles from, inside Scope (\_SB):
+ *   Device (PWRB) { Name (_HID, EisaId ("PNP0C0C")) Name (_UID, Zero) }
+ *   Device (GED) {
+ *     Name (_HID, "ACPI0013") Name (_UID, Zero)
+ *     Name (_CRS, ResourceTemplate () {
+ *       Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, ) {16} })
+ *     OperationRegion (EREG, SystemIO, 0x03C8, One)
+ *     Field (EREG, ByteAcc, NoLock, WriteAsZeros) { ESEL, 8 }
+ *     Method (_EVT, 1, Serialized) {
+ *       Local0 = ESEL
+ *       If ((Local0 & One)) { Notify (PWRB, 0x80) } } }
+ */
+static const uint8_t ged_iasl[] = {
+    0x5b, 0x82, 0x15, 'P',  'W',  'R',	'B',  0x08, '_',  'H',	'I',  'D',  0x0c, 0x41, 0xd0, 0x0c,
+    0x0c, 0x08, '_',  'U',  'I',  'D',	0x00, 0x5b, 0x82, 0x41, 0x06, 'G',  'E',  'D',	'_',  0x08,
+    '_',  'H',	'I',  'D',  0x0d, 'A',	'C',  'P',  'I',  '0',	'0',  '1',  '3',  0x00, 0x08, '_',
+    'U',  'I',	'D',  0x00, 0x08, '_',	'C',  'R',  'S',  0x11, 0x0e, 0x0a, 0x0b, 0x89, 0x06, 0x00,
+    0x03, 0x01, 0x10, 0x00, 0x00, 0x00, 0x79, 0x00, 0x5b, 0x80, 'E',  'R',  'E',  'G',	0x01, 0x0b,
+    0xc8, 0x03, 0x01, 0x5b, 0x81, 0x0b, 'E',  'R',  'E',  'G',	0x41, 'E',  'S',  'E',	'L',  0x08,
+    0x14, 0x19, '_',  'E',  'V',  'T',	0x09, 0x70, 'E',  'S',	'E',  'L',  0x60, 0xa0, 0x0c, 0x7b,
+    0x60, 0x01, 0x00, 0x86, 'P',  'W',	'R',  'B',  0x0a, 0x80,
+};
+
+Test(acpi_ged, power_button_and_ged_match_iasl)
+{
+	struct acpi_config cfg = ged_config();
+	const uint8_t *d;
+
+	cr_assert_eq(ACPI_GED_POWER_BUTTON, 0x01, "the bit the bytes above test");
+	cr_assert_eq(PORT_ACPI_GED, 0x3c8);
+	cr_assert_eq(IRQ_ACPI_GED, 16);
+	build_cfg(&cfg);
+	d = dsdt();
+	cr_assert(contains(d, rd32(d + 4), ged_iasl, sizeof(ged_iasl)),
+		  "\\_SB_.PWRB and \\_SB_.GED_ differ from what iasl makes of their ASL");
+}
+
+Test(acpi_ged, enospc_never_writes_past_cap)
+{
+	struct acpi_config cfg = ged_config();
+	long need = build_cfg(&cfg);
+	uint8_t *b = malloc((size_t)need + 16);
+
+	for (long cap = need - 160; cap < need; cap++) {
+		memset(b, CANARY, (size_t)need + 16);
+		cr_assert_eq(acpi_build(b, (size_t)cap, GPA, &cfg), -ENOSPC, "cap %ld", cap);
+		for (long i = cap; i < need + 16; i++)
+			cr_assert_eq(b[i], CANARY, "cap %ld: wrote byte %ld", cap, i);
+	}
+	free(b);
+}
+
+#define ACPIEXEC_GED_CMDS                                                                          \
+	"evaluate \\_SB.PWRB._HID; resources \\_SB.GED; evaluate \\_SB.GED._EVT 16"
+
+Test(acpi_iasl, ged_passes_acpica)
+{
+	struct acpi_config cfg = ged_config();
+	char dir[] = "/tmp/tabique-acpi-XXXXXX";
+
+	if (sh("command -v iasl >/dev/null && command -v acpiexec >/dev/null") != 0) {
+		cr_log_warn("SKIPPED: iasl/acpiexec missing (apt-get install acpica-tools)");
+		cr_skip_test("iasl/acpiexec missing: the AML was NOT cross-checked");
+	}
+	build_cfg(&cfg);
+	cr_assert_not_null(mkdtemp(dir));
+	dump(dir, "dsdt.dat", dsdt());
+	cr_expect_eq(sh("cd %s && iasl -d dsdt.dat >log 2>&1 || { cat log; false; }", dir), 0,
+		     "iasl -d failed");
+	cr_expect_neq(sh("cd %s && grep -i -e warning -e error -e incorrect log *.dsl", dir), 0,
+		      "iasl -d complained (lines above)");
+	cr_expect_eq(sh("cd %s && iasl -oa -p re dsdt.dsl >relog 2>&1 &&"
+			" grep -q '0 Errors, 0 Warnings, 0 Remarks' relog &&"
+			" cmp -s -i 36 re.aml dsdt.dat || { cat relog; false; }",
+			dir),
+		     0, "the DSDT does not recompile to itself");
+	cr_expect_eq(sh("cd %s && grep -q 'Notify (PWRB, 0x80)' dsdt.dsl &&"
+			" grep -q 'Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )'"
+			" dsdt.dsl || { cat dsdt.dsl; false; }",
+			dir),
+		     0, "the GED's interrupt or notify is not what was meant");
+	cr_expect_eq(sh("cd %s && acpiexec -b '%s' dsdt.dat >exec 2>&1 &&"
+			" grep -q 'Integer] = 000000000C0CD041' exec &&"
+			" grep -q 'Dword00 : 00000010' exec &&"
+			" grep -q 'Evaluating .*GED._EVT' exec &&"
+			" ! grep AE_ exec | grep -v 'SetCurrentResources failed: AE_NOT_FOUND'"
+			" || { cat exec; false; }",
+			dir, ACPIEXEC_GED_CMDS),
+		     0, "acpiexec could not evaluate the GED");
+	sh("rm -rf -- %s", dir);
+}

@@ -365,3 +365,77 @@ Test(aml, overflow_when_closing)
 	cr_assert_eq(aml_result(&p), 5);
 	cr_assert_eq(small[1], 0x04); /* PkgLength: count, ByteConst (2), itself */
 }
+
+/* ---- operation regions, fields and method bodies (the GED's _EVT) ---- */
+
+/* OperationRegion (EREG, SystemIO, 0x03C8, One), as iasl -oa compiles it. */
+Test(aml, opregion_matches_iasl)
+{
+	aml_opregion(&a, "EREG", AML_REGION_SYSTEM_IO, 0x3c8, 1);
+	EXPECT(0x5b, 0x80, 'E', 'R', 'E', 'G', 0x01, 0x0b, 0xc8, 0x03, 0x01);
+}
+
+/* Field (EREG, ByteAcc, NoLock, WriteAsZeros) { ESEL, 8 } */
+Test(aml, field_matches_iasl)
+{
+	size_t f = aml_field_begin(&a, "EREG", AML_FIELD_BYTE_ACC | AML_FIELD_WRITE_AS_ZEROS);
+
+	aml_field_unit(&a, "ESEL", 8);
+	aml_end(&a, f);
+	EXPECT(0x5b, 0x81, 0x0b, 'E', 'R', 'E', 'G', 0x41, 'E', 'S', 'E', 'L', 0x08);
+}
+
+Test(aml, field_unit_widths_use_pkglen_encoding)
+{
+	aml_field_unit(&a, "A", 0x40);
+	EXPECT('A', '_', '_', '_', 0x40, 0x04);
+}
+
+Test(aml, bad_field_units_are_rejected)
+{
+	aml_field_unit(&a, "TOOLONG", 8);
+	cr_assert_eq(aml_result(&a), -EINVAL);
+	setup();
+	aml_field_unit(&a, "A.B", 8);
+	cr_assert_eq(aml_result(&a), -EINVAL, "a path is not a field name");
+	setup();
+	aml_field_unit(&a, "ESEL", 0);
+	cr_assert_eq(aml_result(&a), -EINVAL, "zero bits");
+	setup();
+	aml_field_unit(&a, "ESEL", AML_PKGLEN_MAX + 1);
+	cr_assert_eq(aml_result(&a), -EINVAL);
+}
+
+/* Local0 = ESEL; If ((Local0 & One)) { Notify (PWRB, 0x80) } */
+Test(aml, store_if_and_notify_match_iasl)
+{
+	size_t branch;
+
+	aml_store(&a);
+	aml_name(&a, "ESEL");
+	aml_local(&a, 0);
+	branch = aml_if_begin(&a);
+	aml_and(&a);
+	aml_local(&a, 0);
+	aml_int(&a, 1);
+	aml_null_target(&a);
+	aml_notify(&a);
+	aml_name(&a, "PWRB");
+	aml_int(&a, 0x80);
+	aml_end(&a, branch);
+	EXPECT(0x70, 'E', 'S', 'E', 'L', 0x60, 0xa0, 0x0c, 0x7b, 0x60, 0x01, 0x00, 0x86, 'P', 'W',
+	       'R', 'B', 0x0a, 0x80);
+}
+
+Test(aml, locals_and_args)
+{
+	aml_local(&a, 7);
+	aml_arg(&a, 0);
+	aml_arg(&a, 6);
+	EXPECT(0x67, 0x68, 0x6e);
+	aml_local(&a, 8);
+	cr_assert_eq(aml_result(&a), -EINVAL);
+	setup();
+	aml_arg(&a, 7);
+	cr_assert_eq(aml_result(&a), -EINVAL);
+}

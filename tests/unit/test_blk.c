@@ -137,7 +137,7 @@ static void start_in(const char *where, bool readonly, uint64_t features, uint16
 {
 	make_image(where);
 	cr_assert_eq(memory_init(&mem, MEM), 0);
-	cr_assert_eq(disk_open(&disk, path, readonly, BLK_QUEUE_SIZE), 0);
+	cr_assert_eq(disk_open(&disk, path, DISK_FORMAT_RAW, readonly, BLK_QUEUE_SIZE), 0);
 	blk = blk_create(disk, "tabique-serial-1");
 	cr_assert_not_null(blk);
 	dev = blk_virtio(blk);
@@ -892,7 +892,7 @@ Test(blk_pci, a_read_served_by_the_device_thread)
 	cr_assert_eq(memory_init(&mem, VD_MEM_SIZE), 0);
 	bus_init(&mmio, "mmio");
 	cr_assert_eq(pci_bus_init(&pb, &cfg), 0);
-	cr_assert_eq(disk_open(&disk, path, false, BLK_QUEUE_SIZE), 0);
+	cr_assert_eq(disk_open(&disk, path, DISK_FORMAT_RAW, false, BLK_QUEUE_SIZE), 0);
 	blk = blk_create(disk, NULL);
 	cr_assert_eq(virtio_pci_create(&vp, blk_virtio(blk), &mem, -1), 0);
 	cr_assert_eq(blk_watch_completions(blk), 0);

@@ -71,6 +71,29 @@ Test(disk_spec, bad)
 	parse_bad("d.img,,readonly,", "empty option");
 }
 
+Test(disk_spec, formats)
+{
+	struct disk_spec s;
+	char why[128];
+
+	cr_assert_eq(disk_parse_spec("d.img", &s, why, sizeof(why)), 0);
+	cr_assert_eq(s.format, DISK_FORMAT_AUTO, "probed when not given");
+	disk_spec_free(&s);
+	cr_assert_eq(disk_parse_spec("d.img,format=raw,readonly", &s, why, sizeof(why)), 0);
+	cr_assert_eq(s.format, DISK_FORMAT_RAW);
+	cr_assert(s.readonly);
+	disk_spec_free(&s);
+	cr_assert_eq(disk_parse_spec("d.qcow2,serial=x,format=qcow2", &s, why, sizeof(why)), 0);
+	cr_assert_eq(s.format, DISK_FORMAT_QCOW2);
+	cr_assert_str_eq(s.serial, "x");
+	disk_spec_free(&s);
+	parse_bad("d.img,format=vmdk", "unknown format 'vmdk'");
+	parse_bad("d.img,format=", "unknown format");
+	parse_bad("d.img,format=qcow2x", "unknown format");
+	parse_bad("d.img,format=raw,format=raw", "twice");
+	parse_bad("d.img,format", "unknown option");
+}
+
 Test(disk_spec, long_unknown_options_are_cut_in_the_message)
 {
 	char text[600], why[128];
@@ -116,7 +139,7 @@ Test(disk_open, a_good_image, .init = cr_redirect_stderr)
 	struct disk *d;
 
 	make_file(1 << 20);
-	cr_assert_eq(disk_open(&d, path, false, 128), 0);
+	cr_assert_eq(disk_open(&d, path, DISK_FORMAT_AUTO, false, 128), 0);
 	cr_assert_eq(d->size, 1 << 20);
 	cr_assert_str_eq(d->ops->format, "raw");
 	cr_assert_geq(d->event_fd, 0);
@@ -130,7 +153,7 @@ Test(disk_open, missing, .init = cr_redirect_stderr)
 {
 	struct disk *d = (struct disk *)1;
 
-	cr_assert_eq(disk_open(&d, "/nonexistent/d.img", false, 128), -ENOENT);
+	cr_assert_eq(disk_open(&d, "/nonexistent/d.img", DISK_FORMAT_AUTO, false, 128), -ENOENT);
 	cr_assert_null(d);
 	fflush(stderr);
 	cr_assert_stderr_eq_str("tabique: disk /nonexistent/d.img: No such file or directory\n");
@@ -140,8 +163,9 @@ Test(disk_open, a_directory, .init = cr_redirect_stderr)
 {
 	struct disk *d;
 
-	cr_assert_eq(disk_open(&d, dir, false, 128), -EISDIR);
-	cr_assert_eq(disk_open(&d, dir, true, 128), -EISDIR, "readonly opens it: fstat tells");
+	cr_assert_eq(disk_open(&d, dir, DISK_FORMAT_AUTO, false, 128), -EISDIR);
+	cr_assert_eq(disk_open(&d, dir, DISK_FORMAT_AUTO, true, 128), -EISDIR,
+		     "readonly opens it: fstat tells");
 	fflush(stderr);
 	cr_assert_stderr_neq_str("");
 }
@@ -151,13 +175,13 @@ Test(disk_open, empty_and_odd_sizes, .init = cr_redirect_stderr)
 	struct disk *d;
 
 	make_file(0);
-	cr_assert_eq(disk_open(&d, path, false, 128), -EINVAL);
+	cr_assert_eq(disk_open(&d, path, DISK_FORMAT_AUTO, false, 128), -EINVAL);
 	make_file(1000);
-	cr_assert_eq(disk_open(&d, path, false, 128), -EINVAL);
+	cr_assert_eq(disk_open(&d, path, DISK_FORMAT_AUTO, false, 128), -EINVAL);
 	make_file(511);
-	cr_assert_eq(disk_open(&d, path, true, 128), -EINVAL);
+	cr_assert_eq(disk_open(&d, path, DISK_FORMAT_AUTO, true, 128), -EINVAL);
 	make_file(512);
-	cr_assert_eq(disk_open(&d, path, true, 128), 0, "one sector is a disk");
+	cr_assert_eq(disk_open(&d, path, DISK_FORMAT_AUTO, true, 128), 0, "one sector is a disk");
 	disk_close(d);
 }
 
@@ -166,16 +190,19 @@ Test(disk_open, writers_exclude_everyone_readers_share, .init = cr_redirect_stde
 	struct disk *a, *b, *c;
 
 	make_file(4096);
-	cr_assert_eq(disk_open(&a, path, false, 128), 0);
-	cr_assert_eq(disk_open(&b, path, false, 128), -EBUSY, "a second writer");
-	cr_assert_eq(disk_open(&b, path, true, 128), -EBUSY, "a reader while someone writes");
+	cr_assert_eq(disk_open(&a, path, DISK_FORMAT_AUTO, false, 128), 0);
+	cr_assert_eq(disk_open(&b, path, DISK_FORMAT_AUTO, false, 128), -EBUSY, "a second writer");
+	cr_assert_eq(disk_open(&b, path, DISK_FORMAT_AUTO, true, 128), -EBUSY,
+		     "a reader while someone writes");
 	disk_close(a);
-	cr_assert_eq(disk_open(&a, path, true, 128), 0);
-	cr_assert_eq(disk_open(&b, path, true, 128), 0, "readers share");
-	cr_assert_eq(disk_open(&c, path, false, 128), -EBUSY, "a writer while others read");
+	cr_assert_eq(disk_open(&a, path, DISK_FORMAT_AUTO, true, 128), 0);
+	cr_assert_eq(disk_open(&b, path, DISK_FORMAT_AUTO, true, 128), 0, "readers share");
+	cr_assert_eq(disk_open(&c, path, DISK_FORMAT_AUTO, false, 128), -EBUSY,
+		     "a writer while others read");
 	disk_close(a);
 	disk_close(b);
-	cr_assert_eq(disk_open(&a, path, false, 128), 0, "closing releases the lock");
+	cr_assert_eq(disk_open(&a, path, DISK_FORMAT_AUTO, false, 128), 0,
+		     "closing releases the lock");
 	disk_close(a);
 	fflush(stderr);
 	cr_assert_stderr_neq_str("");
@@ -187,8 +214,8 @@ Test(disk_open, the_lock_message, .init = cr_redirect_stderr)
 	char want[400];
 
 	make_file(4096);
-	cr_assert_eq(disk_open(&a, path, false, 128), 0);
-	cr_assert_eq(disk_open(&b, path, false, 128), -EBUSY);
+	cr_assert_eq(disk_open(&a, path, DISK_FORMAT_AUTO, false, 128), 0);
+	cr_assert_eq(disk_open(&b, path, DISK_FORMAT_AUTO, false, 128), -EBUSY);
 	disk_close(a);
 	fflush(stderr);
 	snprintf(want, sizeof(want), "tabique: disk %s is in use by another VM (locked)\n", path);
@@ -200,6 +227,6 @@ Test(disk_open, bad_queue_depth)
 	struct disk *d;
 
 	make_file(4096);
-	cr_assert_eq(disk_open(&d, path, false, 0), -EINVAL);
-	cr_assert_eq(disk_open(&d, path, false, 1 << 20), -EINVAL);
+	cr_assert_eq(disk_open(&d, path, DISK_FORMAT_AUTO, false, 0), -EINVAL);
+	cr_assert_eq(disk_open(&d, path, DISK_FORMAT_AUTO, false, 1 << 20), -EINVAL);
 }

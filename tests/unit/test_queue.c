@@ -9,6 +9,8 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "log_capture.h"
+#include "util/log.h"
 #include "virtio/queue.h"
 #include "vmm/memory.h"
 
@@ -477,6 +479,33 @@ Test(queue, save_restore)
 
 /* Violations: each leaves the queue broken until a reset. */
 
+/* A violation is described while the device's log budget is open, and only then. */
+Test(queue, violations_are_logged_within_the_budget)
+{
+	struct log_limit spent = {0}, fresh = {0};
+	struct log_capture c;
+	struct drv d;
+
+	for (unsigned i = 0; i < LOG_LIMIT_BURST; i++)
+		log_limit_allow(&spent, "test");
+	drv_init(&d, false, true);
+	d.vq.log_limit = &spent;
+	log_capture_begin(&c);
+	put16(&d, AVAIL + 2, QSIZE + 1);
+	cr_assert_eq(pop(&d), -EINVAL);
+	cr_assert_eq(log_capture_end(&c, "guest broke the virtqueue"), 0);
+	cr_assert(d.vq.broken, "silent, but broken all the same");
+	vq_reset(&d.vq);
+	cr_assert_eq(d.vq.log_limit, &spent, "a reset keeps the budget");
+	d.vq.log_limit = &fresh;
+	drv_setup(&d, QSIZE, false, true);
+	log_capture_begin(&c);
+	put16(&d, AVAIL + 2, QSIZE + 1);
+	cr_assert_eq(pop(&d), -EINVAL);
+	cr_assert_eq(log_capture_end(&c, "guest broke the virtqueue"), 1);
+	memory_destroy(&d.mem);
+}
+
 Test(queue, avail_idx_too_far_ahead)
 {
 	struct drv d;
@@ -812,6 +841,12 @@ Test(queue, hostile_concurrent_writer, .init = cr_redirect_stderr)
 	__atomic_store_n(&m.stop, true, __ATOMIC_RELAXED);
 	pthread_join(thread, NULL);
 	cr_log_info("popped %u chains, %u violations", popped, broken);
-	cr_assert_gt(popped, 0);
+	/* How many chains the race let through depends on scheduling; what must hold is that
+	 * the queue works again once the guest behaves and resets it. */
+	drv_setup(&d, QSIZE, true, true);
+	desc(&d, 0, BUF, 100, 0, 0);
+	publish(&d, 0);
+	cr_assert_eq(pop(&d), 1);
+	cr_assert_eq(d.chain.nread, 1);
 	memory_destroy(&d.mem);
 }

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "bus/pci.h"
+#include "log_capture.h"
+#include "util/log.h"
 #include "vdriver.h"
 #include "virtio/pci.h"
 
@@ -300,6 +302,26 @@ Test(virtio_pci, driver_ok_without_features_ok_needs_reset)
 	vd_set_status(&d, VD_ACK | VD_DRIVER | VD_DRIVER_OK);
 	cr_assert(vd_status(&d) & VD_NEEDS_RESET);
 	cr_assert_not(vd_status(&d) & VD_DRIVER_OK);
+}
+
+/*
+ * A driver that breaks the device and resets it in a loop (two register
+ * writes a round) must not fill the host's logs: the reports stop at the
+ * budget. Without one, every round printed a line.
+ */
+Test(virtio_pci, needs_reset_reports_are_rate_limited)
+{
+	struct log_capture c;
+	unsigned rounds = 10 * LOG_LIMIT_BURST;
+
+	log_capture_begin(&c);
+	for (unsigned i = 0; i < rounds; i++) {
+		vd_set_status(&d, VD_ACK | VD_DRIVER | VD_DRIVER_OK); /* no FEATURES_OK */
+		cr_assert(vd_status(&d) & VD_NEEDS_RESET);
+		vd_set_status(&d, 0);
+	}
+	cr_assert_eq(log_capture_end(&c, "needs a reset"), LOG_LIMIT_BURST);
+	bring_up(); /* the device still works */
 }
 
 Test(virtio_pci, needs_reset_sends_a_config_interrupt_after_driver_ok)

@@ -45,6 +45,9 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "host must be little-e
 #define ACPI_PCI_CONFIG_PORT 0xcf8
 #define ACPI_PCI_CONFIG_LEN  8
 
+/* Notify value of a button press (ACPI 6.x, 4.8.3.1.1.1). */
+#define ACPI_NOTIFY_BUTTON_PRESSED 0x80
+
 #define ACPI_MADT_LAPIC	  0
 #define ACPI_MADT_IOAPIC  1
 #define ACPI_MADT_ENABLED 1u
@@ -241,6 +244,62 @@ static void acpi_dsdt_pvpanic(struct aml *a, uint16_t port)
 	aml_end(a, dev);
 }
 
+/* The power button as a control-method device: the GED notifies it. */
+static void acpi_dsdt_power_button(struct aml *a)
+{
+	size_t dev = aml_device_begin(a, "PWRB");
+
+	aml_name_eisaid(a, "_HID", "PNP0C0C");
+	aml_name_int(a, "_UID", 0);
+	aml_end(a, dev);
+}
+
+/*
+ * _EVT(gsi): Local0 = ESEL; If (Local0 & POWER_BUTTON) { Notify(PWRB, 0x80) }.
+ * The selector clears on read, so it is read once and every bit tested on
+ * Local0.
+ */
+static void acpi_dsdt_ged_evt(struct aml *a)
+{
+	size_t evt = aml_method_begin(a, "_EVT", 1, true);
+	size_t branch;
+
+	aml_store(a);
+	aml_name(a, "ESEL");
+	aml_local(a, 0);
+	branch = aml_if_begin(a);
+	aml_and(a);
+	aml_local(a, 0);
+	aml_int(a, ACPI_GED_POWER_BUTTON);
+	aml_null_target(a);
+	aml_notify(a);
+	aml_name(a, "PWRB");
+	aml_int(a, ACPI_NOTIFY_BUTTON_PRESSED);
+	aml_end(a, branch);
+	aml_end(a, evt);
+}
+
+/* Hardware-reduced ACPI's way to raise events (ACPI 6.x, 5.6.9): Linux's evged. */
+static void acpi_dsdt_ged(struct aml *a, const struct acpi_config *cfg)
+{
+	size_t dev, crs, field;
+
+	acpi_dsdt_power_button(a);
+	dev = aml_device_begin(a, "GED_");
+	aml_name_string(a, "_HID", "ACPI0013");
+	aml_name_int(a, "_UID", 0);
+	aml_name_decl(a, "_CRS");
+	crs = aml_restemplate_begin(a);
+	aml_res_ext_irq(a, cfg->ged_gsi, AML_IRQ_EDGE);
+	aml_restemplate_end(a, crs);
+	aml_opregion(a, "EREG", AML_REGION_SYSTEM_IO, cfg->ged_port, 1);
+	field = aml_field_begin(a, "EREG", AML_FIELD_BYTE_ACC | AML_FIELD_WRITE_AS_ZEROS);
+	aml_field_unit(a, "ESEL", 8);
+	aml_end(a, field);
+	acpi_dsdt_ged_evt(a);
+	aml_end(a, dev);
+}
+
 /*
  * The PCI root bridge (PCI Firmware 3.2, 4.1.5): bus 0 only, the config
  * ports it consumes and the MMIO windows its BARs live in. No _PRT: every
@@ -309,6 +368,8 @@ static void acpi_dsdt_body(struct aml *a, const struct acpi_config *cfg)
 		acpi_dsdt_isa(a, "RTC_", "PNP0B00", cfg->rtc_port, 2, cfg->rtc_irq);
 	if (cfg->pvpanic_port)
 		acpi_dsdt_pvpanic(a, cfg->pvpanic_port);
+	if (cfg->ged_port)
+		acpi_dsdt_ged(a, cfg);
 	if (cfg->pci_ecam_base) {
 		acpi_dsdt_pci(a, cfg);
 		acpi_dsdt_ecam(a, cfg);

@@ -22,6 +22,12 @@
 /* Sleep status register: set by the platform when it wakes. */
 #define ACPI_SLEEP_STS_WAK_STS 0x80
 
+/*
+ * The GED event selector bit the DSDT's _EVT tests for the power button. Must
+ * equal devices/ged.h's GED_EVENT_POWER_BUTTON (kept apart, as ACPI_S5_SLP_TYP).
+ */
+#define ACPI_GED_POWER_BUTTON 0x01
+
 struct acpi_config {
 	unsigned ncpus;		  /* local APIC ids 0..ncpus-1, all enabled; 1..ACPI_MAX_CPUS */
 	uint64_t ioapic_addr;	  /* LAYOUT_IOAPIC; below 4 GiB */
@@ -36,6 +42,13 @@ struct acpi_config {
 	uint8_t com1_irq;	  /* ISA IRQ 1-15, 0 = none */
 	uint16_t rtc_port;	  /* 0 = not described, FADT: no RTC */
 	uint8_t rtc_irq;	  /* ISA IRQ 1-15, 0 = none */
+	/*
+	 * Generic Event Device \_SB_.GED_ (ACPI0013) and the power button it
+	 * notifies, \_SB_.PWRB (PNP0C0C): ged_port is its 1-byte event selector
+	 * (0 = no GED, no power button), ged_gsi its edge-triggered interrupt.
+	 */
+	uint16_t ged_port;
+	uint32_t ged_gsi;
 	/*
 	 * PCI root bridge \_SB_.PCI0 (bus 0, mechanism #1 at 0xCF8) and the MCFG.
 	 * pci_ecam_base 0 = no PCI; else the 1 MiB of bus 0's ECAM, 1 MiB aligned,

@@ -20,6 +20,14 @@
 #define AML_MULTI_NAME	  0x2f
 #define AML_EXT_OP	  0x5b
 #define AML_DEVICE_OP	  0x82 /* after AML_EXT_OP */
+#define AML_OPREGION_OP	  0x80 /* after AML_EXT_OP */
+#define AML_FIELD_OP	  0x81 /* after AML_EXT_OP */
+#define AML_LOCAL0_OP	  0x60
+#define AML_ARG0_OP	  0x68
+#define AML_STORE_OP	  0x70
+#define AML_AND_OP	  0x7b
+#define AML_NOTIFY_OP	  0x86
+#define AML_IF_OP	  0xa0
 #define AML_ROOT_CHAR	  '\\'
 #define AML_PARENT_CHAR	  '^'
 #define AML_RETURN_OP	  0xa4
@@ -365,6 +373,87 @@ size_t aml_package_begin(struct aml *a, uint8_t nelem)
 	mark = a->len;
 	aml_byte(a, nelem);
 	return mark;
+}
+
+void aml_opregion(struct aml *a, const char *name, uint8_t space, uint64_t offset, uint64_t len)
+{
+	aml_byte(a, AML_EXT_OP);
+	aml_byte(a, AML_OPREGION_OP);
+	aml_name(a, name);
+	aml_byte(a, space);
+	aml_int(a, offset);
+	aml_int(a, len);
+}
+
+size_t aml_field_begin(struct aml *a, const char *region, uint8_t flags)
+{
+	size_t mark;
+
+	aml_byte(a, AML_EXT_OP);
+	aml_byte(a, AML_FIELD_OP);
+	mark = a->len;
+	aml_name(a, region);
+	aml_byte(a, flags);
+	return mark;
+}
+
+void aml_field_unit(struct aml *a, const char *name, uint32_t bits)
+{
+	uint8_t seg[4], enc[4];
+	int n;
+
+	/* A NamedField is a bare NameSeg; its bit length is PkgLength-encoded. */
+	if (aml_seg(name, seg) < 0 || name[strcspn(name, ".")] != '\0' || bits == 0 ||
+	    (n = aml_pkglen_encode(enc, bits)) < 0) {
+		aml_fail(a, -EINVAL);
+		return;
+	}
+	aml_raw(a, seg, sizeof(seg));
+	aml_raw(a, enc, (size_t)n);
+}
+
+void aml_store(struct aml *a)
+{
+	aml_byte(a, AML_STORE_OP);
+}
+
+void aml_and(struct aml *a)
+{
+	aml_byte(a, AML_AND_OP);
+}
+
+void aml_notify(struct aml *a)
+{
+	aml_byte(a, AML_NOTIFY_OP);
+}
+
+void aml_null_target(struct aml *a)
+{
+	aml_byte(a, AML_ZERO_OP); /* NullName */
+}
+
+void aml_local(struct aml *a, unsigned n)
+{
+	if (n > 7) {
+		aml_fail(a, -EINVAL);
+		return;
+	}
+	aml_byte(a, (uint8_t)(AML_LOCAL0_OP + n));
+}
+
+void aml_arg(struct aml *a, unsigned n)
+{
+	if (n > 6) {
+		aml_fail(a, -EINVAL);
+		return;
+	}
+	aml_byte(a, (uint8_t)(AML_ARG0_OP + n));
+}
+
+size_t aml_if_begin(struct aml *a)
+{
+	aml_byte(a, AML_IF_OP);
+	return a->len;
 }
 
 size_t aml_buffer_begin(struct aml *a)

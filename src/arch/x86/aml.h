@@ -84,6 +84,41 @@ size_t aml_package_begin(struct aml *a, uint8_t nelem);
 /* Closes a Scope, Device, Method or Package. */
 void aml_end(struct aml *a, size_t mark);
 
+/* OperationRegion(name, space, offset, len): a window on an address space. */
+#define AML_REGION_SYSTEM_MEMORY 0x00
+#define AML_REGION_SYSTEM_IO	 0x01
+void aml_opregion(struct aml *a, const char *name, uint8_t space, uint64_t offset, uint64_t len);
+
+/* Field flags: access type, lock rule and update rule (ACPI 6.x, 19.6.48). */
+#define AML_FIELD_ANY_ACC	 0x00
+#define AML_FIELD_BYTE_ACC	 0x01
+#define AML_FIELD_WORD_ACC	 0x02
+#define AML_FIELD_DWORD_ACC	 0x03
+#define AML_FIELD_LOCK		 0x10
+#define AML_FIELD_PRESERVE	 0x00
+#define AML_FIELD_WRITE_AS_ONES	 0x20
+#define AML_FIELD_WRITE_AS_ZEROS 0x40
+/* Field(region, flags) { units }: add units with aml_field_unit(), close with aml_end(). */
+size_t aml_field_begin(struct aml *a, const char *region, uint8_t flags);
+/* A named field of bits bits; name is one segment of 1-4 characters. */
+void aml_field_unit(struct aml *a, const char *name, uint32_t bits);
+
+/*
+ * Operators for method bodies. Each emits its opcode only: the caller emits
+ * the operands next, in ASL order (Store: source then target; And: two
+ * operands then a target, aml_null_target() for none; Notify: the object
+ * then the value).
+ */
+void aml_store(struct aml *a);
+void aml_and(struct aml *a);
+void aml_notify(struct aml *a);
+void aml_null_target(struct aml *a);
+/* Local0-Local7 and Arg0-Arg6; other numbers set -EINVAL. */
+void aml_local(struct aml *a, unsigned n);
+void aml_arg(struct aml *a, unsigned n);
+/* If (predicate) { ... }: emit the predicate then the body; close with aml_end(). */
+size_t aml_if_begin(struct aml *a);
+
 /* Buffer() { bytes }: the size operand is computed at close. */
 size_t aml_buffer_begin(struct aml *a);
 void aml_buffer_end(struct aml *a, size_t mark);

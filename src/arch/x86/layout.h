@@ -48,11 +48,13 @@
 #define PORT_ACPI_SLEEP_STS 0x3c1 /* sleep status */
 #define PORT_ACPI_RESET     0x3c4 /* FADT reset register */
 #define ACPI_RESET_VALUE    0x01
+#define PORT_ACPI_GED       0x3c8 /* Generic Event Device: event selector (read to clear) */
 #define PORT_PCI_CONFIG_ADDRESS 0xcf8 /* PCI configuration mechanism #1 */
 #define PORT_PCI_CONFIG_DATA    0xcfc
 
 /* Interrupt lines (GSIs on the in-kernel IOAPIC). */
 #define IRQ_COM1            4
 #define IRQ_RTC             8
+#define IRQ_ACPI_GED        16 /* edge, active high; not an ISA line, nothing shares it */
 
 #endif

@@ -1,0 +1,155 @@
+/*
+ * libFuzzer target for qcow2 images: the input is an image file (untrusted:
+ * anyone may hand tabique one) followed by requests to run on it, as a
+ * guest would send them. The image goes into a memfd, is opened through
+ * disk_open (format qcow2, its checks, caches, allocator, io_uring), then
+ * the requests run, several in flight at once.
+ *
+ * Input layout, from the end:
+ *   last byte     bits 0-5: number of requests N (at most 63), bit 6: all
+ *                 in flight at once (else one by one), bit 7: read-only
+ *   N x 8 bytes   requests: op (low 3 bits: read, write, write-zeroes,
+ *                 write-zeroes with unmap, discard, flush, write-through
+ *                 write), data byte, first sector (4 bytes, little
+ *                 endian, modulo the disk), sectors - 1 (2 bytes, at most
+ *                 256)
+ *   the rest      the image file
+ *
+ * Invariants checked: every request is answered exactly once, nothing is in
+ * flight afterwards, the image info call agrees on the size; the
+ * sanitizers watch every byte.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "disk/disk.h"
+#include "disk/image.h"
+
+#define MAX_REQS    63
+#define REQ_BYTES   8
+#define MAX_SECTORS 256
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			__builtin_trap();                                                          \
+	} while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+struct fuzz_req {
+	struct disk_req req;
+	struct iovec iov[2];
+	uint8_t *buf;
+	unsigned answers;
+};
+
+static void fuzz_done(struct disk_req *r, int ret)
+{
+	struct fuzz_req *f = (struct fuzz_req *)r;
+
+	(void)ret;
+	f->answers++;
+}
+
+/* One request from its 8 bytes; false when it does not fit the disk. */
+static bool fuzz_prepare(struct fuzz_req *f, const uint8_t *b, uint64_t disk_size)
+{
+	static const enum disk_op ops[] = {DISK_READ,	      DISK_WRITE,   DISK_WRITE_ZEROES,
+					   DISK_WRITE_ZEROES, DISK_DISCARD, DISK_FLUSH,
+					   DISK_WRITE,	      DISK_READ};
+	uint64_t sectors = disk_size / 512, first, n;
+
+	memset(&f->req, 0, sizeof(f->req));
+	f->answers = 0;
+	f->req.op = ops[b[0] & 7];
+	f->req.flags = (b[0] & 7) == 3 ? DISK_F_UNMAP : (b[0] & 7) == 6 ? DISK_F_FUA : 0;
+	f->req.done = fuzz_done;
+	if (f->req.op == DISK_FLUSH)
+		return true;
+	if (sectors == 0)
+		return false;
+	first =
+	    (b[2] | (uint64_t)b[3] << 8 | (uint64_t)b[4] << 16 | (uint64_t)b[5] << 24) % sectors;
+	n = (uint64_t)(b[6] | b[7] << 8) % MAX_SECTORS + 1;
+	if (n > sectors - first)
+		n = sectors - first;
+	f->req.offset = first * 512;
+	f->req.len = n * 512;
+	if (f->req.op == DISK_READ || f->req.op == DISK_WRITE) {
+		memset(f->buf, b[1], f->req.len);
+		/* Two iovecs: pieces cross their boundary. */
+		f->iov[0] = (struct iovec){f->buf, (size_t)(f->req.len / 2 + 3)};
+		f->iov[1] =
+		    (struct iovec){f->buf + f->iov[0].iov_len, f->req.len - f->iov[0].iov_len};
+		f->req.iov = f->iov;
+		f->req.niov = 2;
+	}
+	return true;
+}
+
+static void fuzz_run(struct disk *d, const uint8_t *reqs, unsigned n, bool batch)
+{
+	static struct fuzz_req f[MAX_REQS];
+	bool submitted[MAX_REQS] = {false};
+
+	for (unsigned i = 0; i < n; i++) {
+		if (f[i].buf == NULL && (f[i].buf = malloc(MAX_SECTORS * 512)) == NULL)
+			abort();
+		if (!fuzz_prepare(&f[i], reqs + i * REQ_BYTES, d->size))
+			continue;
+		submitted[i] = disk_submit(d, &f[i].req) == 0;
+		if (!batch)
+			disk_drain(d);
+	}
+	disk_drain(d);
+	CHECK(d->inflight == 0);
+	for (unsigned i = 0; i < n; i++)
+		CHECK(f[i].answers == (submitted[i] ? 1u : 0u));
+}
+
+static int fuzz_image(const uint8_t *image, size_t len, char *path, size_t pathlen)
+{
+	int fd = memfd_create("fuzz-qcow2", MFD_CLOEXEC);
+
+	if (fd < 0)
+		abort();
+	if (len > 0 && write(fd, image, len) != (ssize_t)len)
+		abort();
+	snprintf(path, pathlen, "/proc/self/fd/%d", fd);
+	return fd;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct disk_image_info info;
+	struct disk *d;
+	unsigned n;
+	bool batch, readonly;
+	char path[64];
+	int fd;
+
+	if (size < 1)
+		return 0;
+	n = data[size - 1] & 0x3f;
+	batch = data[size - 1] & 0x40;
+	readonly = data[size - 1] & 0x80;
+	if ((size - 1) / REQ_BYTES < n)
+		n = (unsigned)((size - 1) / REQ_BYTES);
+	size -= 1 + (size_t)n * REQ_BYTES;
+	fd = fuzz_image(data, size, path, sizeof(path));
+	if (disk_image_info(path, DISK_FORMAT_QCOW2, &info) == 0 &&
+	    disk_open(&d, path, DISK_FORMAT_QCOW2, readonly, 16) == 0) {
+		CHECK(d->size == info.virtual_size);
+		fuzz_run(d, data + size, n, batch);
+		disk_close(d);
+	}
+	close(fd);
+	return 0;
+}
