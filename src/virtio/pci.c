@@ -52,8 +52,8 @@ struct virtio_pci {
 	unsigned nq;
 	struct virtio_pci_queue q[VIRTIO_MAX_QUEUES];
 	struct virtqueue vq[VIRTIO_MAX_QUEUES];
-	uint8_t cfg_cap;	/* the VIRTIO_PCI_CAP_PCI_CFG capability */
-	uint64_t slow_notifies; /* through MMIO exits, not ioeventfds */
+	uint8_t cfg_cap;	    /* the VIRTIO_PCI_CAP_PCI_CFG capability */
+	uint64_t slow_notifies;	    /* through MMIO exits, not ioeventfds */
 	struct log_limit log_limit; /* NEEDS_RESET reports: a guest can cause them in a loop */
 
 	int epfd, stop_fd;

@@ -19,7 +19,7 @@
 #define GD_CAP_PCI	  5
 #define GD_CMD_MEM_MASTER 0x6
 /* About a second on any host this runs on; a device that takes longer is broken. */
-#define GD_TIMEOUT_TSC (3ULL << 30)
+#define GD_TIMEOUT_TSC	(3ULL << 30)
 #define GD_STATUS_POLLS 200000
 
 /*
@@ -145,8 +145,8 @@ int gd_rescan(struct gdev *d)
 	uint8_t cap;
 	unsigned n = 0;
 
-	d->bar = (gd_cfg_read(d->slot, 0x10, 4) & ~0xfULL) |
-		 (uint64_t)gd_cfg_read(d->slot, 0x14, 4) << 32;
+	d->bar = (gd_cfg_read(d->slot, 0x10, 4) & ~0xfULL) | (uint64_t)gd_cfg_read(d->slot, 0x14, 4)
+								 << 32;
 	d->common = d->isr = d->device = d->notify_base = 0;
 	for (cap = (uint8_t)gd_cfg_read(d->slot, 0x34, 1); cap != 0 && n < 48; n++) {
 		uint8_t id = (uint8_t)gd_cfg_read(d->slot, cap, 1);
@@ -372,9 +372,12 @@ int gd_blk_req(struct gdev *d, uint32_t type, uint64_t sector, uint64_t data, ui
 {
 	struct gq *q = &d->q[0];
 	uint64_t hdr = q->buf, status = q->buf + 0x100;
-	uint16_t head = (uint16_t)(q->avail_idx * 3 % (q->size - q->size % 3));
-	uint16_t flags = type == 0 ? GD_F_WRITE : 0;
+	unsigned slots = q->size / 3; /* three descriptors a request */
+	uint16_t head, flags = type == 0 ? GD_F_WRITE : 0;
 
+	if (slots == 0)
+		return -1;
+	head = (uint16_t)(q->avail_idx % slots * 3);
 	gd_w32(hdr, type);
 	gd_w32(hdr + 4, 0);
 	gd_w64(hdr + 8, sector);
@@ -410,8 +413,8 @@ int gd_blk_good(struct gdev *d)
 /* A frame for the loopback: broadcast, our MAC, a local experimental ethertype, a counter. */
 static void gd_net_frame(uint8_t *f, unsigned len, uint8_t round)
 {
-	static const uint8_t head[14] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54,
-					 0x00, 0x12, 0x34, 0x56, 0x88, 0xb5};
+	static const uint8_t head[14] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52,
+					 0x54, 0x00, 0x12, 0x34, 0x56, 0x88, 0xb5};
 
 	memcpy(f, head, sizeof(head));
 	for (unsigned i = sizeof(head); i < len; i++)

@@ -30,21 +30,21 @@
 #define GD_NEEDS_RESET 0x40
 
 /* struct virtio_pci_common_cfg (4.1.4.3), offsets. */
-#define GD_DFSELECT 0x00
-#define GD_DF	    0x04
-#define GD_GFSELECT 0x08
-#define GD_GF	    0x0c
-#define GD_MSIX	    0x10
-#define GD_NUMQ	    0x12
-#define GD_STATUS   0x14
-#define GD_QSELECT  0x16
-#define GD_QSIZE    0x18
-#define GD_QMSIX    0x1a
-#define GD_QENABLE  0x1c
-#define GD_QNOFF    0x1e
-#define GD_QDESC    0x20
-#define GD_QAVAIL   0x28
-#define GD_QUSED    0x30
+#define GD_DFSELECT   0x00
+#define GD_DF	      0x04
+#define GD_GFSELECT   0x08
+#define GD_GF	      0x0c
+#define GD_MSIX	      0x10
+#define GD_NUMQ	      0x12
+#define GD_STATUS     0x14
+#define GD_QSELECT    0x16
+#define GD_QSIZE      0x18
+#define GD_QMSIX      0x1a
+#define GD_QENABLE    0x1c
+#define GD_QNOFF      0x1e
+#define GD_QDESC      0x20
+#define GD_QAVAIL     0x28
+#define GD_QUSED      0x30
 #define GD_COMMON_LEN 0x40
 
 #define GD_F_INDIRECT_DESC (1ULL << 28)
@@ -245,11 +245,11 @@ int gd_setup(struct gdev *d);
 #define GD_VSOCK_HDR 44
 void gd_vsock_hdr(uint8_t *h, uint64_t src_cid, uint64_t dst_cid, uint32_t src_port,
 		  uint32_t dst_port, uint32_t len, uint16_t op);
-#define GD_VSOCK_OP_REQUEST  1
-#define GD_VSOCK_OP_RESPONSE 2
-#define GD_VSOCK_OP_RST	     3
-#define GD_VSOCK_OP_SHUTDOWN 4
-#define GD_VSOCK_OP_RW	     5
+#define GD_VSOCK_OP_REQUEST	  1
+#define GD_VSOCK_OP_RESPONSE	  2
+#define GD_VSOCK_OP_RST		  3
+#define GD_VSOCK_OP_SHUTDOWN	  4
+#define GD_VSOCK_OP_RW		  5
 #define GD_VSOCK_OP_CREDIT_UPDATE 6
 
 /* What each hostile guest defines: runs on every vCPU; its result ends the guest. */

@@ -17,10 +17,10 @@
  * marker and checks each piece (one NEEDS_RESET line from the device the
  * marker names, none from the others).
  */
-#define HOSTILE_PORT_STEP 0x740 /* out HOSTILE_STEP(id, device type to reset, or 0) */
-#define HOSTILE_PORT_NOTE 0x744 /* out any value: the runner logs it (debugging) */
-#define HOSTILE_PORT_LEN  8
-#define HOSTILE_STEP_ANY	 0xff /* a race: at most one NEEDS_RESET, from any device */
+#define HOSTILE_PORT_STEP      0x740 /* out HOSTILE_STEP(id, device type to reset, or 0) */
+#define HOSTILE_PORT_NOTE      0x744 /* out any value: the runner logs it (debugging) */
+#define HOSTILE_PORT_LEN       8
+#define HOSTILE_STEP_ANY       0xff /* a race: at most one NEEDS_RESET, from any device */
 #define HOSTILE_STEP_UNCHECKED 0xfe /* resets race the driver: any number of NEEDS_RESET */
 #define HOSTILE_STEP(id, type) ((uint32_t)(id) << 8 | (uint32_t)(type))
 #define HOSTILE_STEP_ID(v)     ((v) >> 8)
@@ -47,20 +47,20 @@
 #define HOSTILE_BLK_RO_SECTORS 128  /* the readonly one, every byte HOSTILE_RO_BYTE */
 #define HOSTILE_RO_BYTE	       0xa5
 /* hostile_blk's last write, which the runner looks for in the image. */
-#define HOSTILE_BLK_FINAL_SECTOR 9
+#define HOSTILE_BLK_FINAL_SECTOR  9
 #define HOSTILE_BLK_FINAL_BYTE(i) ((uint8_t)((i) ^ 0x5a))
-#define HOSTILE_BLK_ZEROED	 100 /* written, then zeroed by WRITE_ZEROES */
-#define HOSTILE_GUEST_CID      3
-#define HOSTILE_VSOCK_PORT     1234 /* a host program listens on PATH_1234 */
-#define HOSTILE_VSOCK_HELLO    "hello from a hostile guest"
+#define HOSTILE_BLK_ZEROED	  100 /* written, then zeroed by WRITE_ZEROES */
+#define HOSTILE_GUEST_CID	  3
+#define HOSTILE_VSOCK_PORT	  1234 /* a host program listens on PATH_1234 */
+#define HOSTILE_VSOCK_HELLO	  "hello from a hostile guest"
 
 /* Written by the runner at HOSTILE_PARAMS before the start. */
 #define HOSTILE_PARAMS (GUEST_PARAMS + 0x800)
 
 struct hostile_params {
-	uint32_t victim;   /* hostile_ring: the device type under attack */
-	uint32_t rounds;   /* hostile_race: requests to race */
-	uint32_t mode;	   /* hostile_race: HOSTILE_RACE_* */
+	uint32_t victim; /* hostile_ring: the device type under attack */
+	uint32_t rounds; /* hostile_race: requests to race */
+	uint32_t mode;	 /* hostile_race: HOSTILE_RACE_* */
 	uint32_t pad;
 	uint64_t ram_size; /* bytes of RAM, all below the hole */
 };

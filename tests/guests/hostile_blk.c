@@ -8,23 +8,23 @@
  */
 #include "gdrv.h"
 
-#define T_IN	   0
-#define T_OUT	   1
-#define T_FLUSH	   4
-#define T_GET_ID   8
-#define T_DISCARD  11
-#define T_WZ	   13
-#define S_OK	   0
-#define S_IOERR	   1
-#define S_UNSUPP   2
-#define F_DISCARD  (1ULL << 13)
-#define F_WZ	   (1ULL << 14)
-#define CAP	   HOSTILE_BLK_SECTORS
-#define SCR	   GD_SCRATCH
-#define HDR	   (SCR + 0x0)
-#define STATUS	   (SCR + 0x100)
-#define DATA	   (SCR + 0x1000)
-#define TABLE	   (SCR + 0x100000)
+#define T_IN	  0
+#define T_OUT	  1
+#define T_FLUSH	  4
+#define T_GET_ID  8
+#define T_DISCARD 11
+#define T_WZ	  13
+#define S_OK	  0
+#define S_IOERR	  1
+#define S_UNSUPP  2
+#define F_DISCARD (1ULL << 13)
+#define F_WZ	  (1ULL << 14)
+#define CAP	  HOSTILE_BLK_SECTORS
+#define SCR	  GD_SCRATCH
+#define HDR	  (SCR + 0x0)
+#define STATUS	  (SCR + 0x100)
+#define DATA	  (SCR + 0x1000)
+#define TABLE	  (SCR + 0x100000)
 
 static struct gdev blk, ro, rng;
 
@@ -87,8 +87,8 @@ static uint32_t headers(void)
 /* 202: sectors at and past the end, and sectors whose byte offset overflows. */
 static uint32_t past_end(void)
 {
-	static const uint64_t sectors[] = {CAP, CAP + 1, CAP - 1, 0xffffffffffffffffULL,
-					   1ULL << 55, (1ULL << 63) + 1};
+	static const uint64_t sectors[] = {
+	    CAP, CAP + 1, CAP - 1, 0xffffffffffffffffULL, 1ULL << 55, (1ULL << 63) + 1};
 
 	gd_step(202, 0);
 	for (unsigned i = 0; i < sizeof(sectors) / sizeof(sectors[0]); i++) {

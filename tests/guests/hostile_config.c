@@ -12,20 +12,20 @@
 
 #include "arch/x86/layout.h"
 
-#define CA(slot, reg)	(0x80000000u | (slot) << 11 | (reg))
-#define ALL_OK		(GD_ACK | GD_DRIVER | GD_FEATURES_OK | GD_DRIVER_OK)
-#define RAM_PROBE	GD_SCRATCH /* 32 KiB aligned, in RAM, used by nothing else */
-#define MSIX_TABLE	0x4000
-#define MSIX_PBA	0x5000
-#define MSIX_ENABLE	0x8000
-#define MSIX_MASKALL	0x4000
-#define GARBAGE		0xa5a5a5a5a5a5a5a5ULL
+#define CA(slot, reg) (0x80000000u | (slot) << 11 | (reg))
+#define ALL_OK	      (GD_ACK | GD_DRIVER | GD_FEATURES_OK | GD_DRIVER_OK)
+#define RAM_PROBE     GD_SCRATCH /* 32 KiB aligned, in RAM, used by nothing else */
+#define MSIX_TABLE    0x4000
+#define MSIX_PBA      0x5000
+#define MSIX_ENABLE   0x8000
+#define MSIX_MASKALL  0x4000
+#define GARBAGE	      0xa5a5a5a5a5a5a5a5ULL
 /*
  * MSI-X garbage: an address outside the LAPIC's, fixed delivery of vector
  * 0xff. Not any garbage: an INIT, SMI or NMI message would stop this very
  * vCPU, which proves nothing about the VMM.
  */
-#define MSIX_GARBAGE 0xfffff8fffffff8ffULL
+#define MSIX_GARBAGE	0xfffff8fffffff8ffULL
 #define BLK_FEATURE_SEG 0x4 /* VIRTIO_BLK_F_SEG_MAX: rng offers no such bit */
 
 static struct gdev rng, blk, blk_ro, net, vsock;
@@ -105,7 +105,8 @@ static uint32_t device_config(void)
 		if (rd(rng.bar + 0x2000, len) != 0 || rd(blk.device + 60, len) != 0)
 			return HOSTILE_FAIL(102, 1);
 	}
-	if (gd_r64(blk.device) != HOSTILE_BLK_SECTORS || gd_r64(blk_ro.device) != HOSTILE_BLK_RO_SECTORS)
+	if (gd_r64(blk.device) != HOSTILE_BLK_SECTORS ||
+	    gd_r64(blk_ro.device) != HOSTILE_BLK_RO_SECTORS)
 		return HOSTILE_FAIL(102, 2);
 	if (gd_r64(blk.device + 56) != 1) /* write_zeroes_may_unmap, then nothing */
 		return HOSTILE_FAIL(102, 3);
@@ -117,8 +118,8 @@ static uint32_t device_config(void)
 /* 103: the ISR, the notification area at odd widths, and the gaps of BAR 0. */
 static uint32_t bar_gaps(void)
 {
-	static const uint32_t gaps[] = {0x40, 0x1004, 0x2000, 0x3004, 0x3ff8, 0x4020, 0x5008,
-					0x7ff8};
+	static const uint32_t gaps[] = {0x40,	0x1004, 0x2000, 0x3004,
+					0x3ff8, 0x4020, 0x5008, 0x7ff8};
 
 	gd_step(103, 0);
 	if (gd_good(&rng) != 0)
@@ -190,8 +191,8 @@ static void cap_window(uint8_t bar, uint32_t off, uint32_t len)
 static uint32_t cfg_cap(void)
 {
 	static const uint32_t bad[][3] = {
-	    {5, 0x12, 2}, {0, 0x12, 3}, {0, 0x13, 2}, {0, 0x7ffe, 4}, {0, 0x8000, 4},
-	    {0, 0xfffffffc, 4}, {0, 0x12, 0}, {0, 0x12, 0xffffffff},
+	    {5, 0x12, 2},   {0, 0x12, 3},	{0, 0x13, 2}, {0, 0x7ffe, 4},
+	    {0, 0x8000, 4}, {0, 0xfffffffc, 4}, {0, 0x12, 0}, {0, 0x12, 0xffffffff},
 	};
 
 	gd_step(108, 0);
@@ -262,8 +263,8 @@ static void bar_set(const struct gdev *d, uint64_t addr)
 
 static uint64_t bar_get(const struct gdev *d)
 {
-	return (gd_cfg_read(d->slot, 0x10, 4) & ~0xfULL) |
-	       (uint64_t)gd_cfg_read(d->slot, 0x14, 4) << 32;
+	return (gd_cfg_read(d->slot, 0x10, 4) & ~0xfULL) | (uint64_t)gd_cfg_read(d->slot, 0x14, 4)
+							       << 32;
 }
 
 /* The rng's BAR back where it was: it decodes, its ioeventfd follows, it works. */
@@ -433,9 +434,8 @@ static uint32_t find_devices(void)
 /* One vCPU: cpu is 0. */
 uint32_t guest_main(__attribute__((unused)) uint64_t cpu)
 {
-	uint32_t (*const plain[])(void) = {common_garbage, status_garbage, device_config,
-					   bar_gaps,	   queue_registers, cfg_cap,
-					   pci_readonly};
+	uint32_t (*const plain[])(void) = {common_garbage,  status_garbage, device_config, bar_gaps,
+					   queue_registers, cfg_cap,	    pci_readonly};
 	uint32_t (*const moves[])(uint64_t) = {bar_over_ram, bar_over_blk, bar_elsewhere,
 					       decode_off};
 	uint32_t r = find_devices();

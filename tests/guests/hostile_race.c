@@ -40,8 +40,9 @@ static uint64_t xorshift(uint64_t *s)
 
 /* ---- vCPU 1 ---- */
 
-static const uint64_t addrs[] = {DATA, DATA + 0x800, TABLE, GD_SCRATCH + GD_SCRATCH_SZ - 8,
-				 0xc0000000ULL, 0xfffffffffffff000ULL, 0x100000000ULL};
+static const uint64_t addrs[] = {
+    DATA,	   DATA + 0x800,	  TABLE,	 GD_SCRATCH + GD_SCRATCH_SZ - 8,
+    0xc0000000ULL, 0xfffffffffffff000ULL, 0x100000000ULL};
 static const uint32_t lens[] = {0, 1, 16, 48, 512, 4096, 0x7ffffff0, 0xffffffff};
 static const uint16_t nexts[] = {0, 1, 2, 3, QSIZE, 0xffff};
 
@@ -152,8 +153,8 @@ static uint32_t driver(void)
 {
 	static const uint16_t types[] = {HOSTILE_RNG, HOSTILE_BLK, HOSTILE_NET, HOSTILE_VSOCK};
 	unsigned rounds = gd_params()->rounds;
-	uint32_t step = gd_params()->mode == HOSTILE_RACE_RESET ? HOSTILE_STEP_UNCHECKED
-								 : HOSTILE_STEP_ANY;
+	uint32_t step =
+	    gd_params()->mode == HOSTILE_RACE_RESET ? HOSTILE_STEP_UNCHECKED : HOSTILE_STEP_ANY;
 	int r;
 
 	for (unsigned i = 0; i < 4; i++)

@@ -17,7 +17,7 @@
 
 static struct gdev devs[4];
 static struct gdev *victim, *other;
-static unsigned vq;   /* the victim's queue under attack */
+static unsigned vq;    /* the victim's queue under attack */
 static uint16_t wflag; /* flags of a plain buffer for the victim: rng takes writable ones */
 static uint64_t ram;
 
@@ -297,7 +297,7 @@ static uint32_t chain_attack(unsigned id, const struct attack *a)
 /* ---- ring geometry, checked when the driver enables the queue ---- */
 
 struct geometry {
-	uint32_t size; /* MAXQ: the device's maximum */
+	uint32_t size;		    /* MAXQ: the device's maximum */
 	uint64_t desc, avail, used; /* offsets from the default place, or absolute if >= 1 GiB */
 };
 
@@ -305,18 +305,18 @@ struct geometry {
 #define ABS  (1ULL << 30)
 
 static const struct geometry geometries[] = {
-    {3, 0, 0x1000, 0x2000},		       /* 40: not a power of two */
-    {0, 0, 0x1000, 0x2000},		       /* 41: zero */
-    {512, 0, 0x1000, 0x2000},		       /* 42: above the maximum */
-    {32768, 0, 0x1000, 0x2000},		       /* 43: the spec's maximum, above ours */
-    {65535, 0, 0x1000, 0x2000},		       /* 44 */
-    {MAXQ, 0xc0000000, 0x1000, 0x2000},	       /* 45: descriptors in the MMIO hole */
-    {MAXQ, 0, 0xfee00000, 0x2000},	       /* 46: avail ring on the LAPIC */
-    {MAXQ, 0, 0x1000, 0xfffffffffffff000ULL},  /* 47: used ring wrapping 2^64 */
-    {MAXQ, 0x100000000ULL, 0x1000, 0x2000},    /* 48: where high RAM would be */
-    {MAXQ, 8, 0x1000, 0x2000},		       /* 49: descriptors misaligned */
-    {MAXQ, 0, 0x1001, 0x2000},		       /* 50: avail misaligned */
-    {MAXQ, 0, 0x1000, 0x2002},		       /* 51: used misaligned */
+    {3, 0, 0x1000, 0x2000},			   /* 40: not a power of two */
+    {0, 0, 0x1000, 0x2000},			   /* 41: zero */
+    {512, 0, 0x1000, 0x2000},			   /* 42: above the maximum */
+    {32768, 0, 0x1000, 0x2000},			   /* 43: the spec's maximum, above ours */
+    {65535, 0, 0x1000, 0x2000},			   /* 44 */
+    {MAXQ, 0xc0000000, 0x1000, 0x2000},		   /* 45: descriptors in the MMIO hole */
+    {MAXQ, 0, 0xfee00000, 0x2000},		   /* 46: avail ring on the LAPIC */
+    {MAXQ, 0, 0x1000, 0xfffffffffffff000ULL},	   /* 47: used ring wrapping 2^64 */
+    {MAXQ, 0x100000000ULL, 0x1000, 0x2000},	   /* 48: where high RAM would be */
+    {MAXQ, 8, 0x1000, 0x2000},			   /* 49: descriptors misaligned */
+    {MAXQ, 0, 0x1001, 0x2000},			   /* 50: avail misaligned */
+    {MAXQ, 0, 0x1000, 0x2002},			   /* 51: used misaligned */
     {MAXQ, 0xfffffffffffffff0ULL, 0x1000, 0x2000}, /* 52 */
 };
 
@@ -496,7 +496,8 @@ static uint32_t run_all(void)
 	for (i = 60; r == 0 && i <= 62; i++)
 		r = status_attack(i);
 	if (r == 0)
-		r = features_refused(63, 0, 1u | 1u << 28); /* VERSION_1 and bit 60: never offered */
+		r = features_refused(63, 0,
+				     1u | 1u << 28); /* VERSION_1 and bit 60: never offered */
 	if (r == 0)
 		r = features_refused(64, 0, 0); /* no VERSION_1 */
 	for (i = 80; r == 0 && victim->type == HOSTILE_RNG && i <= 85; i++)

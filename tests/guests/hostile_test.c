@@ -153,8 +153,8 @@ struct loop {
 	unsigned nframes;
 	size_t len[HOSTILE_LOOP_FRAMES];
 	uint8_t frame[HOSTILE_LOOP_FRAMES][HOSTILE_LOOP_FRAME];
-	uint64_t sent;	 /* frames the device handed over */
-	size_t max_len;	 /* the largest of them */
+	uint64_t sent;	/* frames the device handed over */
+	size_t max_len; /* the largest of them */
 };
 
 static struct loop *loop_of(struct net_backend *be)
@@ -259,8 +259,8 @@ static enum vm_action hostile_port_write(void *opaque, uint64_t offset, const ui
 		return VM_CONTINUE;
 	pthread_mutex_lock(&h->lock);
 	if (h->nsteps < HOSTILE_MAX_STEPS)
-		h->steps[h->nsteps++] = (struct step){HOSTILE_STEP_ID(v), HOSTILE_STEP_TYPE(v),
-						      capture_mark(&h->cap)};
+		h->steps[h->nsteps++] =
+		    (struct step){HOSTILE_STEP_ID(v), HOSTILE_STEP_TYPE(v), capture_mark(&h->cap)};
 	pthread_mutex_unlock(&h->lock);
 	return VM_CONTINUE;
 }
@@ -396,9 +396,9 @@ static struct hostile *hostile_setup(const char *guest, const struct hostile_par
 	h->vm = tg_vm(h->t);
 	p.ram_size = HOSTILE_RAM;
 	cr_assert_eq(memory_write(&h->vm->mem, HOSTILE_PARAMS, &p, sizeof(p)), 0);
-	cr_assert_eq(bus_register(&h->vm->pio, HOSTILE_PORT_STEP, HOSTILE_PORT_LEN,
-				  &hostile_port_ops, h),
-		     0);
+	cr_assert_eq(
+	    bus_register(&h->vm->pio, HOSTILE_PORT_STEP, HOSTILE_PORT_LEN, &hostile_port_ops, h),
+	    0);
 	snprintf(h->dir, sizeof(h->dir), "/tmp/tabique-hostile-XXXXXX");
 	cr_assert_not_null(mkdtemp(h->dir));
 	hostile_bus(h);
@@ -476,8 +476,8 @@ static unsigned long hostile_device_ticks(void)
 			continue;
 		/* After the ")" closing comm: state, then fields 4..13, then utime and stime. */
 		if (fgets(stat, sizeof(stat), f) != NULL && (p = strrchr(stat, ')')) != NULL &&
-		    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) ==
-			2)
+		    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+			   &st) == 2)
 			total += ut + st;
 		fclose(f);
 	}
@@ -527,8 +527,8 @@ static unsigned hostile_count(const char *log, size_t from, size_t to, const cha
 
 		snprintf(buf, sizeof(buf), "%.*s", (int)len, line);
 		if (strstr(buf, what) != NULL &&
-		    (who == NULL || strncmp(buf + strlen("tabique: warning: "), who, strlen(who)) ==
-					0))
+		    (who == NULL ||
+		     strncmp(buf + strlen("tabique: warning: "), who, strlen(who)) == 0))
 			n++;
 		from += len + 1;
 	}
@@ -548,12 +548,13 @@ static void hostile_assert_step(const struct hostile *h, unsigned i, size_t to)
 	if (s->type == HOSTILE_STEP_UNCHECKED)
 		return;
 	if (s->type == HOSTILE_STEP_ANY) {
-		cr_assert_leq(all, 1, "race %u: %u NEEDS_RESET lines, want one at most", s->id, all);
+		cr_assert_leq(all, 1, "race %u: %u NEEDS_RESET lines, want one at most", s->id,
+			      all);
 		return;
 	}
 	mine = s->type == 0 ? 0
-				     : hostile_count(h->cap.buf, s->log_at, to, hostile_name(s->type),
-						     NEEDS_RESET_LINE);
+			    : hostile_count(h->cap.buf, s->log_at, to, hostile_name(s->type),
+					    NEEDS_RESET_LINE);
 
 	cr_assert_eq(mine, s->type != 0 ? 1u : 0u,
 		     "attack %u: %u NEEDS_RESET lines from %s, want exactly one", s->id, mine,
@@ -637,8 +638,8 @@ Test(hostile, ring_vsock, .timeout = 60)
 Test(hostile, config, .timeout = 60)
 {
 	struct hostile *h = hostile_run("hostile_config", 0, 17);
-	unsigned reports = hostile_count(h->cap.buf, 0, capture_mark(&h->cap), "virtio-rng",
-					 NEEDS_RESET_LINE);
+	unsigned reports =
+	    hostile_count(h->cap.buf, 0, capture_mark(&h->cap), "virtio-rng", NEEDS_RESET_LINE);
 
 	cr_assert_eq(reports, LOG_LIMIT_BURST, "%u NEEDS_RESET reports for %u breaks", reports,
 		     HOSTILE_FLOOD_ROUNDS + 2);
@@ -690,8 +691,9 @@ Test(hostile, net, .timeout = 60)
 	net_get_stats(h->net, &st);
 	cr_assert_eq(h->loop->max_len, NET_MAX_FRAME, "the largest frame the backend got: %zu",
 		     h->loop->max_len);
-	cr_assert_eq(st.tx_dropped, 4, "%llu frames dropped, want 4: too large, two too short, "
-				       "too many pieces",
+	cr_assert_eq(st.tx_dropped, 4,
+		     "%llu frames dropped, want 4: too large, two too short, "
+		     "too many pieces",
 		     (unsigned long long)st.tx_dropped);
 	cr_assert_geq(st.rx_packets, 5);
 	cr_assert_geq(st.rx_dropped, 50, "the backlog is bounded: %llu frames dropped",
@@ -710,8 +712,8 @@ static size_t hostile_drain(int listen_fd, char *buf, size_t max)
 
 	cr_assert_geq(fd, 0, "the guest's connection never reached the host program");
 	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-	while ((n = read(fd, len < max ? buf + len : sink,
-			 len < max ? max - len : sizeof(sink))) > 0)
+	while ((n = read(fd, len < max ? buf + len : sink, len < max ? max - len : sizeof(sink))) >
+	       0)
 		len += (size_t)n;
 	cr_assert_eq(n, 0, "the stream did not end: %s", n < 0 ? strerror(errno) : "?");
 	close(fd);
