@@ -7,7 +7,9 @@
  *
  * Input layout, from the end:
  *   last byte     bits 0-5: number of requests N (at most 63), bit 6: all
- *                 in flight at once (else one by one), bit 7: read-only
+ *                 in flight at once, completed through the eventfd (else
+ *                 one by one), bit 7: read-only, and then the image is
+ *                 converted (small ones) or else grown by 1 MiB
  *   N x 8 bytes   requests: op (low 3 bits: read, write, write-zeroes,
  *                 write-zeroes with unmap, discard, flush, write-through
  *                 write), data byte, first sector (4 bytes, little
@@ -20,6 +22,7 @@
  * sanitizers watch every byte.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +37,7 @@
 #define MAX_REQS    63
 #define REQ_BYTES   8
 #define MAX_SECTORS 256
+#define CONVERT_MAX (8u << 20) /* bytes of disk worth converting */
 
 #define CHECK(cond)                                                                                \
 	do {                                                                                       \
@@ -94,6 +98,18 @@ static bool fuzz_prepare(struct fuzz_req *f, const uint8_t *b, uint64_t disk_siz
 	return true;
 }
 
+/* As the device thread does: wait on the eventfd, then complete. */
+static void fuzz_complete(struct disk *d)
+{
+	disk_commit(d);
+	for (int round = 0; round < 1000 && d->inflight > 0; round++) {
+		struct pollfd p = {.fd = d->event_fd, .events = POLLIN};
+
+		if (poll(&p, 1, 1000) == 1)
+			disk_complete(d);
+	}
+}
+
 static void fuzz_run(struct disk *d, const uint8_t *reqs, unsigned n, bool batch)
 {
 	static struct fuzz_req f[MAX_REQS];
@@ -108,10 +124,31 @@ static void fuzz_run(struct disk *d, const uint8_t *reqs, unsigned n, bool batch
 		if (!batch)
 			disk_drain(d);
 	}
+	if (batch)
+		fuzz_complete(d);
 	disk_drain(d);
 	CHECK(d->inflight == 0);
 	for (unsigned i = 0; i < n; i++)
 		CHECK(f[i].answers == (submitted[i] ? 1u : 0u));
+}
+
+/* The offline operations: converting (the synchronous writer) or growing. */
+static void fuzz_offline(const char *path, bool readonly, uint64_t size)
+{
+	struct disk_convert_options o = {.dst_format = DISK_FORMAT_QCOW2, .cluster_bits = 12};
+	char out[64];
+
+	if (size == UINT64_MAX)
+		return;
+	if (!readonly) {
+		disk_resize(path, DISK_FORMAT_QCOW2, size + (1u << 20), false);
+		return;
+	}
+	if (size > CONVERT_MAX)
+		return;
+	snprintf(out, sizeof(out), "/dev/shm/tabique-fuzz-qcow2-%d", (int)getpid());
+	if (disk_convert(path, out, &o) == 0)
+		unlink(out);
 }
 
 static int fuzz_image(const uint8_t *image, size_t len, char *path, size_t pathlen)
@@ -144,12 +181,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		n = (unsigned)((size - 1) / REQ_BYTES);
 	size -= 1 + (size_t)n * REQ_BYTES;
 	fd = fuzz_image(data, size, path, sizeof(path));
-	if (disk_image_info(path, DISK_FORMAT_QCOW2, &info) == 0 &&
-	    disk_open(&d, path, DISK_FORMAT_QCOW2, readonly, 16) == 0) {
+	if (disk_image_info(path, DISK_FORMAT_QCOW2, &info) != 0)
+		info.virtual_size = UINT64_MAX;
+	if (disk_open(&d, path, DISK_FORMAT_QCOW2, readonly, 16) == 0) {
 		CHECK(d->size == info.virtual_size);
 		fuzz_run(d, data + size, n, batch);
 		disk_close(d);
 	}
+	fuzz_offline(path, readonly, info.virtual_size);
 	close(fd);
 	return 0;
 }

@@ -160,8 +160,9 @@ bool api_name_valid(const char *name)
 
 /* ---- responses ---- */
 
-/* Takes obj over. */
-static enum MHD_Result api_send_json(struct MHD_Connection *c, unsigned status, json_t *obj)
+/* Takes obj over; allow, when not NULL, is the Allow header of a 405. */
+static enum MHD_Result api_reply(struct MHD_Connection *c, unsigned status, json_t *obj,
+				 const char *allow)
 {
 	/* 12 digits: 73.25, not 73.250000000000014. */
 	char *text = obj != NULL ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
@@ -177,6 +178,8 @@ static enum MHD_Result api_send_json(struct MHD_Connection *c, unsigned status, 
 		return MHD_NO;
 	}
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	if (allow != NULL)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
 	ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -194,17 +197,58 @@ static enum MHD_Result api_send_empty(struct MHD_Connection *c, unsigned status)
 	return ret;
 }
 
+/*
+ * Messages quote what the client sent (a path, a member name, what jansson
+ * choked on), cut to a length: one line of ASCII, so that it is always valid
+ * JSON (jansson refuses invalid UTF-8) and never more than one line.
+ */
+static void api_printable(char *msg)
+{
+	for (unsigned char *p = (unsigned char *)msg; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			*p = '?';
+}
+
+static enum MHD_Result api_verror(struct MHD_Connection *c, unsigned status, const char *allow,
+				  const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static enum MHD_Result api_verror(struct MHD_Connection *c, unsigned status, const char *allow,
+				  const char *fmt, va_list ap)
+{
+	char msg[256];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	api_printable(msg);
+	return api_reply(c, status, json_pack("{s:s}", "error", msg), allow);
+}
+
+/* {"error": "..."} with status. */
 static enum MHD_Result api_error(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static enum MHD_Result api_error(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
 {
-	char msg[256];
+	enum MHD_Result ret;
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	ret = api_verror(c, status, NULL, fmt, ap);
 	va_end(ap);
-	return api_send_json(c, status, json_pack("{s:s}", "error", msg));
+	return ret;
+}
+
+/* A 405: the error and the Allow header. */
+static enum MHD_Result api_not_allowed(struct MHD_Connection *c, const char *allow, const char *fmt,
+				       ...) __attribute__((format(printf, 3, 4)));
+static enum MHD_Result api_not_allowed(struct MHD_Connection *c, const char *allow, const char *fmt,
+				       ...)
+{
+	enum MHD_Result ret;
+	va_list ap;
+
+	va_start(ap, fmt);
+	ret = api_verror(c, MHD_HTTP_METHOD_NOT_ALLOWED, allow, fmt, ap);
+	va_end(ap);
+	return ret;
 }
 
 /* ---- GET /v1/vm ---- */
@@ -276,7 +320,7 @@ static enum MHD_Result api_get_vm(struct api_server *srv, struct MHD_Connection 
 	if (ret != 0)
 		return api_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot describe the VM: %s",
 				 strerror(-ret));
-	return api_send_json(c, MHD_HTTP_OK, o);
+	return api_reply(c, MHD_HTTP_OK, o, NULL);
 }
 
 /* ---- GET /v1/vm/counters ---- */
@@ -366,7 +410,7 @@ static enum MHD_Result api_get_counters(struct api_server *srv, struct MHD_Conne
 		return api_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot read the counters: %s",
 				 strerror(-ret));
 	}
-	return api_send_json(c, MHD_HTTP_OK, o);
+	return api_reply(c, MHD_HTTP_OK, o, NULL);
 }
 
 /* ---- PUT /v1/vm/<action> ---- */
@@ -382,7 +426,7 @@ static enum MHD_Result api_act(struct api_server *srv, struct MHD_Connection *c,
 	if (ret == -EALREADY || ret == -EBUSY || ret == -ESHUTDOWN)
 		return api_error(c, MHD_HTTP_CONFLICT, "%s",
 				 why[0] ? why : "the VM is not in a state for this");
-	return api_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s: %s", route->path + 7,
+	return api_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s failed: %s", route->path,
 			 why[0] ? why : strerror(-ret));
 }
 
@@ -421,33 +465,6 @@ static const struct api_route *api_route(const char *path, const char *method)
 	return NULL;
 }
 
-static enum MHD_Result api_not_allowed(struct MHD_Connection *c, const char *path,
-				       const char *method, const char *allow)
-{
-	char msg[160];
-	json_t *o;
-	struct MHD_Response *r;
-	char *text;
-	enum MHD_Result ret;
-
-	snprintf(msg, sizeof(msg), "%s does not take %.16s: use %s", path, method, allow);
-	o = json_pack("{s:s}", "error", msg);
-	text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	if (text == NULL)
-		return MHD_NO;
-	r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-	if (r == NULL) {
-		free(text);
-		return MHD_NO;
-	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-	ret = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
-	MHD_destroy_response(r);
-	return ret;
-}
-
 /* Content-Length, when the client sent one; -1 otherwise (chunked, or none). */
 static long long api_content_length(struct MHD_Connection *c)
 {
@@ -478,7 +495,8 @@ static enum MHD_Result api_begin(struct MHD_Connection *c, struct api_req *req, 
 		api_allowed(url, allow, sizeof(allow));
 		if (allow[0] == '\0')
 			return api_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint: %.100s", url);
-		return api_not_allowed(c, url, method, allow);
+		return api_not_allowed(c, allow, "%s does not take %.16s: use %s", url, method,
+				       allow);
 	}
 	if (api_content_length(c) > (long long)API_BODY_MAX) {
 		req->answered = true;

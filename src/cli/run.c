@@ -100,7 +100,8 @@ static void run_usage(FILE *out)
 		"                     (up to 63, the first a letter or digit; default vm-PID)\n"
 		"\n"
 		"exit status: 0 guest powered off, 1 error, 2 usage, 3 guest rebooted,\n"
-		"             4 guest crashed (panic, triple fault), 5 stopped from the host\n");
+		"             4 guest crashed (panic, triple fault), 5 stopped from the host\n"
+		"             (Ctrl-A x, SIGINT/SIGTERM/SIGHUP, the API's poweroff)\n");
 }
 
 static int run_add_disk(struct run_options *o, const char *text)

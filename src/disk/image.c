@@ -97,6 +97,20 @@ static int image_link(struct disk_tmp *t)
 	return linkat(t->fd, "", AT_FDCWD, t->path, AT_EMPTY_PATH) == 0 ? 0 : -errno;
 }
 
+/* The new name survives a crash too. */
+static void image_sync_dir(const char *path)
+{
+	char dir[PATH_MAX];
+	int fd;
+
+	image_dir(path, dir, sizeof(dir));
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0 && fsync(fd) < 0)
+		log_debug("disk %s: cannot sync its folder: %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 int disk_tmp_commit(struct disk_tmp *t)
 {
 	int ret = fsync(t->fd) < 0 ? -errno : image_link(t);
@@ -107,6 +121,7 @@ int disk_tmp_commit(struct disk_tmp *t)
 		log_error("disk %s: cannot create it: %s", t->path, strerror(-ret));
 	if (ret != 0)
 		return ret;
+	image_sync_dir(t->path);
 	close(t->fd);
 	t->fd = -1;
 	t->name[0] = '\0';
@@ -261,11 +276,24 @@ static uint64_t image_hole(const struct q2_ext *e)
 }
 
 /* Copies what is not zeroes of [off, off + *len); *len shrinks to what it did. */
+/* Whether an image of the chain already said what is wrong with it. */
+static bool image_complained(const struct q2_image *img)
+{
+	for (; img != NULL; img = img->backing)
+		if (img->complained)
+			return true;
+	return false;
+}
+
+/*
+ * Copies what is not zeroes from off on; *len: how far it went. Zeroes go by
+ * in one step however long; data a chunk at a time.
+ */
 static int image_copy_some(struct image_copy *c, uint64_t off, uint64_t *len)
 {
 	struct q2_ext e;
 	uint64_t hole;
-	int ret = q2_map(c->src, off, *len, &e);
+	int ret = q2_map(c->src, off, c->size - off, &e);
 
 	if (ret != 0)
 		return ret;
@@ -276,11 +304,13 @@ static int image_copy_some(struct image_copy *c, uint64_t off, uint64_t *len)
 		*len = hole;
 		return 0;
 	}
-	if ((ret = q2_read_sync(c->src, off, c->buf, e.len)) != 0) {
-		log_error("disk %s: cannot read it: %s", c->src->path, strerror(-ret));
+	*len = e.len < IMAGE_CHUNK ? e.len : IMAGE_CHUNK;
+	if ((ret = q2_read_sync(c->src, off, c->buf, *len)) != 0) {
+		if (!image_complained(c->src))
+			log_error("disk %s: cannot read it: %s", c->src->path, strerror(-ret));
 		return ret;
 	}
-	if ((ret = image_write_data(c, off, e.len)) != 0)
+	if ((ret = image_write_data(c, off, *len)) != 0 && !image_complained(c->dst))
 		log_error("disk %s: cannot write it: %s", c->dst_path, strerror(-ret));
 	return ret;
 }
@@ -288,7 +318,7 @@ static int image_copy_some(struct image_copy *c, uint64_t off, uint64_t *len)
 static int image_copy(struct image_copy *c)
 {
 	for (uint64_t off = 0; off < c->size;) {
-		uint64_t len = c->size - off < IMAGE_CHUNK ? c->size - off : IMAGE_CHUNK;
+		uint64_t len;
 		int ret = image_copy_some(c, off, &len);
 
 		if (ret != 0)
@@ -464,7 +494,8 @@ int disk_resize(const char *path, enum disk_format format, uint64_t size, bool s
 	if (ret != 0)
 		return ret;
 	ret = img->raw ? image_resize_raw(img, size, shrink) : q2_resize(img, size, shrink);
-	if (ret != 0 && ret != -EINVAL && !img->raw)
+	/* Refusals (-EINVAL, -ENOSPC) and corruption were told already. */
+	if (ret != 0 && ret != -EINVAL && ret != -ENOSPC && !img->raw && !img->complained)
 		log_error("disk %s: cannot resize it: %s", path, strerror(-ret));
 	q2_close(img);
 	return ret;

@@ -467,18 +467,6 @@ static void q2_table_set(struct q2_image *img, uint8_t *table, uint64_t gc, uint
 	q2_table_dirty(img, &img->l2c, gc >> img->l2_bits);
 }
 
-int q2_l2_set(struct q2_image *img, uint64_t gc, uint64_t entry)
-{
-	uint8_t *table;
-	int ret = q2_l2_ensure(img, gc);
-
-	if (ret == 0 && (ret = q2_l2_table(img, gc, &table)) == 0 && table == NULL)
-		ret = -EIO;
-	if (ret == 0)
-		q2_table_set(img, table, gc, entry);
-	return ret;
-}
-
 /* ---- writes ---- */
 
 /* A cluster written in place: its refcount is one and it is plain data. */
@@ -668,6 +656,9 @@ static uint64_t q2_zero_entry(const struct q2_image *img, uint64_t old, enum q2_
 
 	if (how == Q2_ZERO_KEEP && (q2_in_place(img, old) || kind == Q2_ZEROES))
 		return old | Q2_ZERO; /* keeps its cluster, reads as zeroes */
+	/* A discard is a hint: what the backing file shows may stay. */
+	if (how == Q2_DISCARD && (kind == Q2_UNALLOCATED || kind == Q2_ZEROES))
+		return old;
 	if (img->backing == NULL && how != Q2_ZERO_KEEP)
 		return 0; /* unallocated reads as zeroes without a backing file */
 	if (img->backing == NULL && kind == Q2_UNALLOCATED)

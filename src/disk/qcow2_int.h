@@ -259,7 +259,7 @@ const char *q2_meta_name(enum q2_meta_kind kind);
 
 /* ---- qcow2_alloc.c ---- */
 
-/* Clusters [first, first + count) get one more reference each. */
+/* Adds delta to the refcounts of clusters [first, first + count) (16-bit, checked). */
 int q2_refcount_add(struct q2_image *img, uint64_t first, uint64_t count, int delta);
 
 /* Up to max contiguous free clusters: [*first, *first + *count), referenced once. */
@@ -271,10 +271,7 @@ int q2_alloc_run(struct q2_image *img, uint64_t n, uint64_t *first);
 /* Drops the clusters a data or compressed L2 entry uses, once tables are on disk. */
 int q2_drop_entry(struct q2_image *img, uint64_t entry);
 
-/* Sets guest cluster gc's L2 entry, allocating its L2 table if need be. */
-int q2_l2_set(struct q2_image *img, uint64_t gc, uint64_t entry);
-
-/* An allocating write: guest clusters [g, g + n) move to host clusters from h. */
+/* Where a write goes: in place, or guest clusters [g, g + n) to new host clusters from h. */
 struct q2_wplan {
 	bool alloc;    /* else the data goes in place */
 	uint64_t host; /* file offset of the write's first byte */

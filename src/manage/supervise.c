@@ -106,6 +106,8 @@ static void exec_vmm(int log_fd, char *const argv[])
 	if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 || dup2(log_fd, STDOUT_FILENO) < 0 ||
 	    dup2(log_fd, STDERR_FILENO) < 0)
 		_exit(127);
+	if (null_fd > STDERR_FILENO)
+		close(null_fd);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
 	signal(SIGPIPE, SIG_DFL);

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 __attribute__((format(printf, 2, 0))) static void log_line(const char *prefix, const char *fmt,
-							    va_list ap)
+							   va_list ap)
 {
 	/* One fprintf per line so that lines from several threads do not interleave. */
 	char buf[1024];
@@ -34,14 +34,20 @@ void log_warn(const char *fmt, ...)
 	va_end(ap);
 }
 
-void log_debug(const char *fmt, ...)
+static bool log_debug_enabled(void)
 {
 	static int enabled = -1;
-	va_list ap;
 
 	if (enabled < 0)
 		enabled = getenv("TABIQUE_DEBUG") != NULL;
-	if (!enabled)
+	return enabled;
+}
+
+void log_debug(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_debug_enabled())
 		return;
 	va_start(ap, fmt);
 	log_line("debug: ", fmt, ap);
@@ -54,6 +60,19 @@ static uint64_t log_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+bool log_debug_due(uint64_t *last_ns, unsigned period_ms)
+{
+	uint64_t now;
+
+	if (!log_debug_enabled())
+		return false;
+	now = log_now_ns();
+	if (now - *last_ns < (uint64_t)period_ms * 1000000u)
+		return false;
+	*last_ns = now;
+	return true;
 }
 
 static bool log_limit_expired(const struct log_limit *l, uint64_t now)

@@ -13,6 +13,13 @@ void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
+ * For periodic debug counters on hot paths: true at most once per period_ms
+ * (*last_ns is the caller's, zeroed at first), and never without
+ * TABIQUE_DEBUG, when it costs one load.
+ */
+bool log_debug_due(uint64_t *last_ns, unsigned period_ms);
+
+/*
  * A budget for messages a guest can cause at will (one per driver error):
  * at most LOG_LIMIT_BURST in a window of LOG_LIMIT_WINDOW_S seconds, then
  * silence until the window ends, when one line says how many were left out.

@@ -37,6 +37,20 @@ struct virtio_pci_watch {
 	void (*handler)(struct virtio_device *dev, int fd);
 };
 
+/*
+ * What the device thread did, logged once a second under TABIQUE_DEBUG: per
+ * request, the guest's kicks and our interrupts are VM exits, our wakeups
+ * system calls; that is what I/O latency is made of in a nested host.
+ */
+struct virtio_pci_counters {
+	uint64_t wakeups;	  /* epoll_wait returns */
+	uint64_t kicks;		  /* guest notifications, as the eventfds count them */
+	uint64_t used;		  /* chains answered through the used rings */
+	uint64_t irqs;		  /* queue interrupts sent */
+	uint64_t irqs_suppressed; /* answered without one: the driver did not want it */
+	uint64_t logged_ns;
+};
+
 struct virtio_pci {
 	struct pci_device pci;
 	struct virtio_device *dev;
@@ -61,6 +75,8 @@ struct virtio_pci {
 	bool running;
 	struct virtio_pci_watch watch[VIRTIO_PCI_MAX_WATCH];
 	unsigned nwatch;
+	struct virtio_pci_counters count;	  /* device thread only */
+	uint16_t counted_used[VIRTIO_MAX_QUEUES]; /* used_idx at the last count */
 };
 
 /* ---- little helpers ---- */
@@ -139,8 +155,16 @@ static void virtio_pci_queue_used(struct virtio_device *dev, unsigned q)
 {
 	struct virtio_pci *vp = virtio_pci_of(dev);
 
-	if (q < vp->nq && vq_should_notify(&vp->vq[q]))
+	if (q >= vp->nq)
+		return;
+	vp->count.used += (uint16_t)(vp->vq[q].used_idx - vp->counted_used[q]);
+	vp->counted_used[q] = vp->vq[q].used_idx;
+	if (vq_should_notify(&vp->vq[q])) {
+		vp->count.irqs++;
 		virtio_pci_interrupt(vp, vp->q[q].vector, VIRTIO_ISR_QUEUE);
+	} else {
+		vp->count.irqs_suppressed++;
+	}
 }
 
 static void virtio_pci_queue_kick(struct virtio_device *dev, unsigned q)
@@ -197,6 +221,7 @@ static void virtio_pci_reset_queue(struct virtio_pci *vp, unsigned i)
 	struct virtio_pci_queue *q = &vp->q[i];
 
 	vq_reset(&vp->vq[i]);
+	vp->counted_used[i] = 0;
 	q->size = vp->ops->queue_max_size;
 	q->vector = VIRTIO_MSI_NO_VECTOR;
 	q->enabled = false;
@@ -780,11 +805,12 @@ static void virtio_pci_run_queue(struct virtio_pci *vp, unsigned i)
 		virtio_pci_set_needs_reset(vp, "the driver broke a virtqueue");
 }
 
-static bool virtio_pci_drain(int fd)
+/* Reads an eventfd: how many times it was signalled, 0 when it was not. */
+static uint64_t virtio_pci_drain(int fd)
 {
 	uint64_t n;
 
-	return read(fd, &n, sizeof(n)) == sizeof(n);
+	return read(fd, &n, sizeof(n)) == sizeof(n) ? n : 0;
 }
 
 static void virtio_pci_dispatch(struct virtio_pci *vp, uint64_t tag)
@@ -792,7 +818,7 @@ static void virtio_pci_dispatch(struct virtio_pci *vp, uint64_t tag)
 	uint32_t kind = (uint32_t)(tag >> 32), index = (uint32_t)tag;
 
 	if (kind == VIRTIO_PCI_EV_QUEUE && index < vp->nq) {
-		virtio_pci_drain(vp->q[index].kick_fd);
+		vp->count.kicks += virtio_pci_drain(vp->q[index].kick_fd);
 		pthread_mutex_lock(&vp->lock);
 		virtio_pci_run_queue(vp, index);
 		pthread_mutex_unlock(&vp->lock);
@@ -801,6 +827,18 @@ static void virtio_pci_dispatch(struct virtio_pci *vp, uint64_t tag)
 		vp->watch[index].handler(vp->dev, vp->watch[index].fd);
 		pthread_mutex_unlock(&vp->lock);
 	}
+}
+
+static void virtio_pci_log_counters(struct virtio_pci *vp)
+{
+	const struct virtio_pci_counters *c = &vp->count;
+
+	if (log_debug_due(&vp->count.logged_ns, 1000))
+		log_debug("%s slot %u: counters: wakeups %llu kicks %llu used %llu irqs %llu "
+			  "suppressed %llu",
+			  vp->ops->name, vp->pci.slot, (unsigned long long)c->wakeups,
+			  (unsigned long long)c->kicks, (unsigned long long)c->used,
+			  (unsigned long long)c->irqs, (unsigned long long)c->irqs_suppressed);
 }
 
 static void *virtio_pci_thread(void *arg)
@@ -816,6 +854,8 @@ static void *virtio_pci_thread(void *arg)
 				  strerror(errno));
 			return NULL;
 		}
+		vp->count.wakeups++;
+		virtio_pci_log_counters(vp);
 		for (int i = 0; i < n; i++) {
 			if ((uint32_t)(ev[i].data.u64 >> 32) == VIRTIO_PCI_EV_STOP)
 				return NULL;
@@ -963,6 +1003,7 @@ static int virtio_pci_restore_queues(struct virtio_pci *vp, const struct virtio_
 		q->enabled = s->enabled;
 		if (s->enabled && vq_restore(&vp->vq[i], vp->dev->mem, &s->vq) != 0)
 			return -EINVAL;
+		vp->counted_used[i] = vp->vq[i].used_idx;
 	}
 	return 0;
 }

@@ -5,6 +5,7 @@ import os
 import shutil
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -67,6 +68,19 @@ def test_create_qcow2_is_what_qemu_img_expects(tabique, tmp_path):
     assert info["format"] == "qcow2" and info["virtual-size"] == 10 << 30
     assert info["cluster-size"] == 65536
     assert os.path.getsize(path) < MIB, "creating is not allocating"
+
+
+def test_huge_images_are_quick(tabique, tmp_path):
+    start = time.monotonic()
+    ok(tabique, "create", tmp_path / "p.qcow2", "1P")
+    assert time.monotonic() - start < 1, "creating takes the same time whatever the size"
+    qemu_check(tmp_path / "p.qcow2")
+    ok(tabique, "create", tmp_path / "t.qcow2", "1T")
+    start = time.monotonic()
+    ok(tabique, "convert", tmp_path / "t.qcow2", tmp_path / "t.raw", "--format", "raw")
+    ok(tabique, "convert", tmp_path / "t.raw", tmp_path / "t2.qcow2")
+    assert time.monotonic() - start < 10, "unallocated parts are skipped, not read"
+    assert os.stat(tmp_path / "t.raw").st_blocks == 0
 
 
 def test_create_raw_and_cluster_sizes(tabique, tmp_path):

@@ -17,13 +17,13 @@ Each time the socket is gone after the VMM.
 """
 
 import json
+import os
 import re
+import shutil
 
 import pytest
 
 from conftest import InnerVM, tabique_run_argv
-
-import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOCK = "/tmp/api-e2e.sock"  # the nested host's own tmpfs
@@ -38,6 +38,10 @@ NET_UP = "ifconfig eth0 10.0.2.15 netmask 255.255.255.0 up"
 def agent(host):
     """api_agent.py in the background of the nested host's shell, its stdout
     on the tty (where its markers reach the test)."""
+    # The nested host runs this machine's programs (its / is ours, over 9p).
+    if shutil.which("curl") is None:
+        pytest.fail("curl is needed on this machine, and so in the nested host: "
+                    "apt-get install curl (scripts/install-deps does)")
     script = os.path.join(HERE, "api_agent.py")
     # The nested host's init leaves lo down; slirp reaches 127.0.0.1 through it.
     host.check(f"ip link set lo up && rm -f {SOCK} && truncate -s 16M {DISK}")

@@ -129,3 +129,35 @@ def test_data_survives_a_new_boot_readonly(host, tabique_bin, default_guest, sta
 
 def test_cleanup(host):
     host.run(f"rm -f {D1} {D2}")
+
+
+# --- qcow2 both ways with QEMU's own tools --------------------------------------
+
+Q = "/tmp/tabique-e2e-qemu.qcow2"
+QB = "/tmp/tabique-e2e-qemu-base.qcow2"
+
+
+def test_a_qemu_img_image_with_a_backing_file_runs_in_tabique(host, tabique_bin, default_guest):
+    """qemu-img makes a base and an overlay, qemu-io writes into each; the guest
+    sees both patterns through tabique's qcow2 and its backing chain, and what it
+    writes passes `qemu-img check` and reads back with qemu-io."""
+    host.check(f"rm -f {Q} {QB} && qemu-img create -q -f qcow2 {QB} 32M && "
+               f"qemu-io -f qcow2 -c 'write -P 0x41 0 64k' {QB} >/dev/null && "
+               f"qemu-img create -q -f qcow2 -b {QB} -F qcow2 {Q} && "
+               f"qemu-io -f qcow2 -c 'write -P 0x42 1M 64k' {Q} >/dev/null", timeout=120)
+    vm = boot(host, tabique_bin, default_guest, f"{Q},format=qcow2")
+    size = number_line(guest_ok(vm, "cat /sys/block/vda/size"))
+    assert size * 512 == 32 << 20
+    out = guest_ok(vm, "dd if=/dev/vda bs=4 count=1 2>/dev/null; echo; "
+                       "dd if=/dev/vda bs=4 count=1 skip=262144 2>/dev/null; echo")
+    assert "AAAA" in out and "BBBB" in out, out
+    guest_ok(vm, "printf 'CCCCCCCC' | dd of=/dev/vda bs=512 seek=8192 conv=notrunc "
+                 "2>/dev/null; sync")
+    poweroff(vm)
+    out, status = host.run(f"qemu-img check {Q}", timeout=120)
+    assert status == 0 and "No errors" in out, out
+    out = host.check(f"qemu-io -f qcow2 -c 'read -P 0x43 4M 8' -c 'read -P 0x41 0 64k' "
+                     f"-c 'read -P 0x42 1M 64k' {Q}", timeout=120)
+    assert "verification failed" not in out, out
+    host.check(f"qemu-io -f qcow2 -c 'read -P 0x41 0 64k' -c 'read -P 0 1M 64k' {QB}")
+    host.run(f"rm -f {Q} {QB}")

@@ -18,22 +18,23 @@
 #define GD_CAP_DEVICE	  4
 #define GD_CAP_PCI	  5
 #define GD_CMD_MEM_MASTER 0x6
-/* About a second on any host this runs on; a device that takes longer is broken. */
-#define GD_TIMEOUT_TSC	(3ULL << 30)
+/* Seconds on any host this runs on, busy or not; a device that takes longer is broken. */
+#define GD_TIMEOUT_TSC	(1ULL << 33)
 #define GD_STATUS_POLLS 200000
 
 /*
  * Entered from entry.S at CPL3 with RSI = the vCPU index and a 16-byte
  * aligned stack; C wants it 8 off, which the call does.
  */
-__asm__(".text\n"
+__asm__(".pushsection .text\n"
 	".globl user_main\n"
 	"user_main:\n"
 	"	and $-16, %rsp\n"
 	"	mov %rsi, %rdi\n"
 	"	call guest_main\n"
 	"	mov %eax, %edi\n"
-	"	call gd_done\n");
+	"	call gd_done\n"
+	".popsection\n");
 
 void gd_done(uint32_t result)
 {

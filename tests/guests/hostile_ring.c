@@ -441,23 +441,28 @@ static uint32_t tolerated(unsigned id)
 		gq_desc(q, 3, SCR, IND_MAX * 16, GD_F_INDIRECT, 0);
 		return rng_expect(id, 3, SCR + 0x200000, 8);
 	}
-	if (id >= 84) { /* 84, 85: the smallest queues there are */
-		uint16_t size = id == 84 ? 1 : 2;
-
-		if (gd_start(victim, GD_F_INDIRECT_DESC, 1, size) != 0)
-			return HOSTILE_FAIL(id, 3);
-		for (unsigned i = 0; i < 3u * size; i++) {
-			gq_desc(q, i % size, SCR + i * 64, 8, GD_F_WRITE, 0);
-			if (rng_expect(id, (uint16_t)(i % size), SCR + i * 64, 8) != 0)
-				return HOSTILE_FAIL(id, 4);
-		}
-		return 0;
-	}
 	/* 83: a chain through every descriptor of the table, no loop */
 	for (unsigned i = 0; i + 1 < q->size; i++)
 		gq_desc(q, i, SCR, 0, GD_F_WRITE | GD_F_NEXT, (uint16_t)(i + 1));
 	gq_desc(q, q->size - 1u, SCR + 0x1000, 8, GD_F_WRITE, 0);
 	return rng_expect(id, 0, SCR + 0x1000, 8);
+}
+
+/* 84, 85: the smallest queues there are, wrapping around a few times. */
+static uint32_t small_queue(unsigned id)
+{
+	struct gq *q = &victim->q[0];
+	uint16_t size = id == 84 ? 1 : 2;
+
+	gd_step(id, 0);
+	if (gd_start(victim, GD_F_INDIRECT_DESC, 1, size) != 0)
+		return HOSTILE_FAIL(id, 3);
+	for (unsigned i = 0; i < 3u * size; i++) {
+		gq_desc(q, i % size, SCR + i * 64, 8, GD_F_WRITE, 0);
+		if (rng_expect(id, (uint16_t)(i % size), SCR + i * 64, 8) != 0)
+			return HOSTILE_FAIL(id, 4);
+	}
+	return 0;
 }
 
 /* ---- the run ---- */
@@ -500,8 +505,10 @@ static uint32_t run_all(void)
 				     1u | 1u << 28); /* VERSION_1 and bit 60: never offered */
 	if (r == 0)
 		r = features_refused(64, 0, 0); /* no VERSION_1 */
-	for (i = 80; r == 0 && victim->type == HOSTILE_RNG && i <= 85; i++)
+	for (i = 80; r == 0 && victim->type == HOSTILE_RNG && i <= 83; i++)
 		r = tolerated(i);
+	for (i = 84; r == 0 && victim->type == HOSTILE_RNG && i <= 85; i++)
+		r = small_queue(i);
 	return r;
 }
 

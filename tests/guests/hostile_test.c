@@ -382,6 +382,28 @@ static void hostile_vsock(struct hostile *h)
 	cr_assert_eq(listen(h->listen_fd, 4), 0);
 }
 
+/* The run's temporary directory, for hostile_fini when an assertion skipped the teardown. */
+static char hostile_litter[64];
+
+static void hostile_fini(void)
+{
+	static const char *const files[] = {"disk.raw", "disk-ro.raw", "vsock"};
+	char path[128];
+
+	if (hostile_litter[0] == '\0')
+		return;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", hostile_litter, files[i]);
+		unlink(path);
+	}
+	snprintf(path, sizeof(path), "%s/vsock_%u", hostile_litter, HOSTILE_VSOCK_PORT);
+	unlink(path);
+	rmdir(hostile_litter);
+	hostile_litter[0] = '\0';
+}
+
+TestSuite(hostile, .fini = hostile_fini);
+
 static struct hostile *hostile_setup(const char *guest, const struct hostile_params *params,
 				     unsigned ncpus)
 {
@@ -401,6 +423,7 @@ static struct hostile *hostile_setup(const char *guest, const struct hostile_par
 	    0);
 	snprintf(h->dir, sizeof(h->dir), "/tmp/tabique-hostile-XXXXXX");
 	cr_assert_not_null(mkdtemp(h->dir));
+	snprintf(hostile_litter, sizeof(hostile_litter), "%s", h->dir);
 	hostile_bus(h);
 	h->rng = rng_create();
 	cr_assert_not_null(h->rng);
@@ -439,6 +462,7 @@ static void hostile_teardown(struct hostile *h)
 	unlink(h->image);
 	unlink(h->image_ro);
 	rmdir(h->dir);
+	hostile_litter[0] = '\0';
 	capture_stop(&h->cap);
 	free(h->cap.buf);
 	free(h->pb);

@@ -154,10 +154,17 @@ def test_twenty_vms_at_once_and_nothing_left_after(store, tiny):
     assert len(pids) == 20
     for name in names:
         store.wait_console_log(name, "tiny guest ready", timeout=120)
-    # Each VMM holds only its own VM's files: nothing of another VM's folder.
+    # Each VMM holds only its own VM's files: nothing of another VM's folder; each
+    # monitor holds its log, its pipe to `start`, /dev/null, nothing else.
     for name, vm in vms.items():
         others = [p for p in _fds(vm["pid"]) if "/vms/" in p and f"/vms/{name}/" not in p]
         assert others == [], f"{name}'s VMM holds {others}"
+        with open(os.path.join(store.folder(name), "state.json")) as f:
+            monitor = json.load(f)["monitor_pid"]
+        fds = _fds(monitor)
+        assert fds.count("/dev/null") == 3 and len(fds) == 5, fds
+        assert fds[-1].endswith(f"/vms/{name}/vmm.log") or \
+            f"{store.folder(name)}/vmm.log" in fds, fds
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         list(pool.map(lambda n: store.run("rm", "--force", n, timeout=300), names))
     assert store.list() == {}
