@@ -15,11 +15,16 @@
  *                 write), data byte, first sector (4 bytes, little
  *                 endian, modulo the disk), sectors - 1 (2 bytes, at most
  *                 256)
- *   the rest      the image file
+ *   the rest      the image file; shorter than 4 bytes: a new image made by
+ *                 qcow2_create (8 MiB, clusters of 2^(9 + first byte % 13),
+ *                 64 KiB without one), and requests run one by one are
+ *                 checked against a model of what the disk holds
  *
  * Invariants checked: every request is answered exactly once, nothing is in
- * flight afterwards, the image info call agrees on the size; the
- * sanitizers watch every byte.
+ * flight afterwards, the image info call agrees on the size, an image that
+ * opened read-write opens again after tabique wrote to it (its metadata is
+ * still consistent), a new image reads what was written; the sanitizers
+ * watch every byte.
  */
 #include <errno.h>
 #include <poll.h>
@@ -33,11 +38,14 @@
 
 #include "disk/disk.h"
 #include "disk/image.h"
+#include "disk/qcow2.h"
 
 #define MAX_REQS    63
 #define REQ_BYTES   8
 #define MAX_SECTORS 256
 #define CONVERT_MAX (8u << 20) /* bytes of disk worth converting */
+#define NEW_SIZE    (8u << 20) /* a new image's */
+#define UNKNOWN	    0x100      /* a sector the model does not know */
 
 #define CHECK(cond)                                                                                \
 	do {                                                                                       \
@@ -98,6 +106,42 @@ static bool fuzz_prepare(struct fuzz_req *f, const uint8_t *b, uint64_t disk_siz
 	return true;
 }
 
+/*
+ * The model of a new image, one entry per sector: its byte, or UNKNOWN.
+ * A discard zeroes whole clusters (nothing backs a new image) and leaves
+ * the parts of others.
+ */
+struct fuzz_model {
+	uint16_t sector[NEW_SIZE / 512];
+	uint64_t cs;
+};
+
+static void fuzz_model_apply(struct fuzz_model *m, const struct fuzz_req *f)
+{
+	uint64_t first = f->req.offset / 512, n = f->req.len / 512, spc = m->cs / 512;
+
+	for (uint64_t s = first; s < first + n; s++) {
+		switch (f->req.op) {
+		case DISK_READ:
+			for (unsigned i = 0; m->sector[s] != UNKNOWN && i < 512; i++)
+				CHECK(f->buf[(s - first) * 512 + i] == m->sector[s]);
+			break;
+		case DISK_WRITE:
+			m->sector[s] = f->buf[0];
+			break;
+		case DISK_WRITE_ZEROES:
+			m->sector[s] = 0;
+			break;
+		case DISK_DISCARD:
+			if (s / spc * spc >= first && (s / spc + 1) * spc <= first + n)
+				m->sector[s] = 0;
+			break;
+		default:
+			break;
+		}
+	}
+}
+
 /* As the device thread does: wait on the eventfd, then complete. */
 static void fuzz_complete(struct disk *d)
 {
@@ -110,7 +154,8 @@ static void fuzz_complete(struct disk *d)
 	}
 }
 
-static void fuzz_run(struct disk *d, const uint8_t *reqs, unsigned n, bool batch)
+static void fuzz_run(struct disk *d, const uint8_t *reqs, unsigned n, bool batch,
+		     struct fuzz_model *model)
 {
 	static struct fuzz_req f[MAX_REQS];
 	bool submitted[MAX_REQS] = {false};
@@ -121,8 +166,11 @@ static void fuzz_run(struct disk *d, const uint8_t *reqs, unsigned n, bool batch
 		if (!fuzz_prepare(&f[i], reqs + i * REQ_BYTES, d->size))
 			continue;
 		submitted[i] = disk_submit(d, &f[i].req) == 0;
-		if (!batch)
-			disk_drain(d);
+		if (batch)
+			continue;
+		disk_drain(d);
+		if (model != NULL && submitted[i])
+			fuzz_model_apply(model, &f[i]);
 	}
 	if (batch)
 		fuzz_complete(d);
@@ -163,14 +211,56 @@ static int fuzz_image(const uint8_t *image, size_t len, char *path, size_t pathl
 	return fd;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* A new image (made by tabique, so consistent): what it reads is checked. */
+static void fuzz_new_image(const uint8_t *image, size_t len, const uint8_t *reqs, unsigned n,
+			   bool batch)
+{
+	static struct fuzz_model model;
+	unsigned cb = len > 0 ? 9 + image[0] % 13 : 16;
+	struct disk *d;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/dev/shm/tabique-fuzz-qcow2-new-%d", (int)getpid());
+	unlink(path);
+	CHECK(qcow2_create(path, NEW_SIZE, NULL, NULL, cb) == 0);
+	CHECK(disk_open(&d, path, DISK_FORMAT_QCOW2, false, 16) == 0);
+	memset(model.sector, 0, sizeof(model.sector));
+	model.cs = 1ull << cb;
+	fuzz_run(d, reqs, n, batch, &model);
+	disk_close(d);
+	CHECK(disk_open(&d, path, DISK_FORMAT_QCOW2, false, 16) == 0);
+	disk_close(d);
+	unlink(path);
+}
+
+/* An image from the input: anything may be wrong with it. */
+static void fuzz_given_image(const uint8_t *image, size_t len, const uint8_t *reqs, unsigned n,
+			     bool batch, bool readonly)
 {
 	struct disk_image_info info;
 	struct disk *d;
+	char path[64];
+	int fd = fuzz_image(image, len, path, sizeof(path));
+
+	if (disk_image_info(path, DISK_FORMAT_QCOW2, &info) != 0)
+		info.virtual_size = UINT64_MAX;
+	if (disk_open(&d, path, DISK_FORMAT_QCOW2, readonly, 16) == 0) {
+		CHECK(d->size == info.virtual_size);
+		fuzz_run(d, reqs, n, batch, NULL);
+		disk_close(d);
+		/* What tabique wrote is valid qcow2: it opens again. */
+		CHECK(readonly || disk_open(&d, path, DISK_FORMAT_QCOW2, false, 16) == 0);
+		if (!readonly)
+			disk_close(d);
+	}
+	fuzz_offline(path, readonly, info.virtual_size);
+	close(fd);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
 	unsigned n;
 	bool batch, readonly;
-	char path[64];
-	int fd;
 
 	if (size < 1)
 		return 0;
@@ -180,15 +270,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if ((size - 1) / REQ_BYTES < n)
 		n = (unsigned)((size - 1) / REQ_BYTES);
 	size -= 1 + (size_t)n * REQ_BYTES;
-	fd = fuzz_image(data, size, path, sizeof(path));
-	if (disk_image_info(path, DISK_FORMAT_QCOW2, &info) != 0)
-		info.virtual_size = UINT64_MAX;
-	if (disk_open(&d, path, DISK_FORMAT_QCOW2, readonly, 16) == 0) {
-		CHECK(d->size == info.virtual_size);
-		fuzz_run(d, data + size, n, batch);
-		disk_close(d);
-	}
-	fuzz_offline(path, readonly, info.virtual_size);
-	close(fd);
+	if (size < 4)
+		fuzz_new_image(data, size, data + size, n, batch);
+	else
+		fuzz_given_image(data, size, data + size, n, batch, readonly);
 	return 0;
 }

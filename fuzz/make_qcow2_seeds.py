@@ -4,7 +4,8 @@ layout that fuzz_qcow2.c documents: the image file, then N requests of 8
 bytes (op, data byte, first sector, sectors - 1), then one byte (N, batch,
 read-only). The images are built here, byte by byte (no qemu-img needed):
 data, zero and compressed clusters, several cluster sizes, version 2, a
-backing file, so that the fuzzer starts from every kind of entry."""
+backing file, so that the fuzzer starts from every kind of entry; and
+requests on new images (the harness makes them), checked against a model."""
 import os
 import struct
 import sys
@@ -89,8 +90,10 @@ def req(op, byte, sector, sectors):
 
 
 def seed(image, reqs, batch=False, readonly=False):
+    """image: an Image, or up to 3 bytes: a new image (the first byte picks its clusters)."""
     tail = bytes([len(reqs) | (0x40 if batch else 0) | (0x80 if readonly else 0)])
-    return image.bytes() + b"".join(reqs) + tail
+    head = image if isinstance(image, bytes) else image.bytes()
+    return head + b"".join(reqs) + tail
 
 
 def mixed(sectors):
@@ -127,6 +130,14 @@ def seeds():
     img = Image(9, 16 << 20)
     grow = [req(WRITE, i, i * 256, 256) for i in range(63)]
     yield "refcount-table-growth", seed(img, grow)
+    # New images, checked against a model: write, read back, zero, discard, read again.
+    model = [req(WRITE, 0x5A, 3, 20), req(READ, 0, 0, 32), req(ZEROES, 0, 8, 200),
+             req(WRITE, 0x6B, 120, 256), req(DISCARD, 0, 100, 256), req(READ, 0, 96, 256),
+             req(ZEROES_UNMAP, 0, 256, 256), req(FUA, 0x7C, 300, 9), req(READ, 0, 250, 100)]
+    for name, head in (("new-512", bytes([0])), ("new-4k", bytes([3])), ("new-64k", b""),
+                       ("new-2m", bytes([12]))):
+        yield name, seed(head, model)
+    yield "new-batch", seed(bytes([7]), model, batch=True)
     img = Image(9, 1 << 20)
     yield "concurrent-same-cluster", seed(img, [req(WRITE, i, i, 1) for i in range(32)],
                                           batch=True)

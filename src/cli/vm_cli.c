@@ -43,20 +43,31 @@ int vm_cli_take_name(int argc, char **argv, const char **name, const char *cmd)
 	return 0;
 }
 
-int vm_cli_parse_name_only(int argc, char **argv, const char **name, const char *usage)
+int vm_cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts,
+		 const char *usage, int (*take)(int opt, const char *arg, void *ctx), void *ctx,
+		 const char **name)
 {
-	static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	int opt;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		if (opt == 'h') {
 			fputs(usage, stdout);
 			return 1;
 		}
-		return vm_cli_bad_option(argv, opt, argv[0]);
+		if (opt == ':' || opt == '?' || take == NULL)
+			return vm_cli_bad_option(argv, opt, argv[0]);
+		if (take(opt, optarg, ctx) != 0)
+			return -EINVAL;
 	}
-	return vm_cli_take_name(argc, argv, name, argv[0]);
+	return name ? vm_cli_take_name(argc, argv, name, argv[0]) : 0;
+}
+
+int vm_cli_parse_name_only(int argc, char **argv, const char **name, const char *usage)
+{
+	static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
+	return vm_cli_parse(argc, argv, ":h", longopts, usage, NULL, NULL, name);
 }
 
 static int make_dir(const char *path)

@@ -29,6 +29,19 @@ struct vm_def;
 /* True if a disk of def is a linked clone's overlay over an image in folder dir. */
 bool vm_cli_disks_use_folder(const struct vm_def *def, const char *dir);
 
+struct option;
+
+/*
+ * A manager command's command line: getopt_long over shortopts/longopts
+ * (which include "help", 'h': prints usage and returns 1); every other
+ * option goes to take(opt, optarg, ctx), which returns 0 or -EINVAL after
+ * one line. Then, when name is not NULL, the one NAME operand. Returns 0, 1
+ * or -EINVAL.
+ */
+int vm_cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts,
+		 const char *usage, int (*take)(int opt, const char *arg, void *ctx), void *ctx,
+		 const char **name);
+
 /* Parses the commands' common "--help"/NAME-only command line: returns 1 for help. */
 int vm_cli_parse_name_only(int argc, char **argv, const char **name, const char *usage);
 

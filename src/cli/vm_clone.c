@@ -34,6 +34,13 @@ static const char clone_usage[] =
 	"             own, and SRC cannot be removed while DST exists\n"
 	"Read-only disks are shared, not copied.\n";
 
+static int clone_take(int opt, const char *arg, void *linked)
+{
+	(void)arg;
+	*(bool *)linked = opt == 'l';
+	return 0;
+}
+
 static int clone_parse(int argc, char **argv, const char **src, const char **dst, bool *linked)
 {
 	static const struct option longopts[] = {{"linked", no_argument, NULL, 'l'},
@@ -41,19 +48,12 @@ static int clone_parse(int argc, char **argv, const char **src, const char **dst
 						 {"help", no_argument, NULL, 'h'},
 						 {NULL, 0, NULL, 0}};
 	char why[160];
-	int opt;
+	int ret;
 
 	*linked = false;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			fputs(clone_usage, stdout);
-			return 1;
-		}
-		if (opt != 'l' && opt != 'f')
-			return vm_cli_bad_option(argv, opt, "clone");
-		*linked = opt == 'l';
-	}
+	ret = vm_cli_parse(argc, argv, ":h", longopts, clone_usage, clone_take, linked, NULL);
+	if (ret != 0)
+		return ret;
 	if (argc - optind != 2) {
 		log_error("clone takes SRC and DST: see 'tabique clone --help'");
 		return -EINVAL;

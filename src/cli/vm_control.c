@@ -102,28 +102,24 @@ static const char stop_usage[] =
 	"Presses the VM's ACPI power button and waits for the guest to power off;\n"
 	"after --timeout seconds (default 60; 0: at once) it is stopped hard.\n";
 
+static int stop_take(int opt, const char *arg, void *timeout)
+{
+	(void)opt;
+	if (uint_parse(arg, 0, 86400, timeout) != 0) {
+		log_error("--timeout '%s': give seconds from 0 to 86400", arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int stop_parse(int argc, char **argv, const char **name, unsigned long *timeout)
 {
 	static const struct option longopts[] = {{"timeout", required_argument, NULL, 't'},
 						 {"help", no_argument, NULL, 'h'},
 						 {NULL, 0, NULL, 0}};
-	int opt;
 
 	*timeout = STOP_DEFAULT_TIMEOUT;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			fputs(stop_usage, stdout);
-			return 1;
-		}
-		if (opt != 't')
-			return vm_cli_bad_option(argv, opt, "stop");
-		if (uint_parse(optarg, 0, 86400, timeout) != 0) {
-			log_error("--timeout '%s': give seconds from 0 to 86400", optarg);
-			return -EINVAL;
-		}
-	}
-	return vm_cli_take_name(argc, argv, name, "stop");
+	return vm_cli_parse(argc, argv, ":h", longopts, stop_usage, stop_take, timeout, name);
 }
 
 static int graceful_stop(struct managed_vm *vm, unsigned long timeout)

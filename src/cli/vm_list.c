@@ -11,32 +11,30 @@
 #include "manage/vm.h"
 #include "util/log.h"
 
+static int json_take(int opt, const char *arg, void *json)
+{
+	(void)opt;
+	(void)arg;
+	*(bool *)json = true;
+	return 0;
+}
+
 static int parse_json_flag(int argc, char **argv, bool *json, const char *usage, bool want_name,
 			   const char **name)
 {
 	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
 						 {"help", no_argument, NULL, 'h'},
 						 {NULL, 0, NULL, 0}};
-	int opt;
+	int ret;
 
 	*json = false;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			fputs(usage, stdout);
-			return 1;
-		}
-		if (opt != 'j')
-			return vm_cli_bad_option(argv, opt, argv[0]);
-		*json = true;
-	}
-	if (want_name)
-		return vm_cli_take_name(argc, argv, name, argv[0]);
-	if (optind < argc) {
+	ret = vm_cli_parse(argc, argv, ":h", longopts, usage, json_take, json,
+			   want_name ? name : NULL);
+	if (ret == 0 && !want_name && optind < argc) {
 		log_error("unexpected argument '%s': see 'tabique %s --help'", argv[optind], argv[0]);
 		return -EINVAL;
 	}
-	return 0;
+	return ret;
 }
 
 /* What list and info show of one VM, as JSON. */

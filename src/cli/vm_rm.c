@@ -22,25 +22,21 @@ static const char rm_usage[] =
 	"(--new-disk, clones); images given with --disk are left alone. --force stops\n"
 	"a running VM first (as tabique kill).\n";
 
+static int rm_take(int opt, const char *arg, void *force)
+{
+	(void)arg;
+	*(bool *)force = opt == 'f';
+	return 0;
+}
+
 static int rm_parse(int argc, char **argv, const char **name, bool *force)
 {
 	static const struct option longopts[] = {{"force", no_argument, NULL, 'f'},
 						 {"help", no_argument, NULL, 'h'},
 						 {NULL, 0, NULL, 0}};
-	int opt;
 
 	*force = false;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":fh", longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			fputs(rm_usage, stdout);
-			return 1;
-		}
-		if (opt != 'f')
-			return vm_cli_bad_option(argv, opt, "rm");
-		*force = true;
-	}
-	return vm_cli_take_name(argc, argv, name, "rm");
+	return vm_cli_parse(argc, argv, ":fh", longopts, rm_usage, rm_take, force, name);
 }
 
 /* Another VM whose disk has one of this VM's disks as its backing file (a linked clone). */
