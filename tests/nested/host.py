@@ -113,9 +113,11 @@ class Console:
                     self._pos = m.end()
                     return m
                 if self._eof:
+                    trouble = self.kernel_trouble()
                     raise NestedHostDied(
-                        f"nested host console closed while waiting for "
-                        f"{what}; last output:\n{self.tail()}")
+                        f"nested host console closed while waiting for {what}; "
+                        + (f"its kernel said:\n{trouble}\n" if trouble else "")
+                        + f"last output:\n{self.tail()}")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise NestedHostTimeout(
@@ -130,6 +132,15 @@ class Console:
 
     def tail(self, lines=TAIL_LINES):
         return "\n".join(self._buf.splitlines()[-lines:])
+
+    KERNEL_TROUBLE = re.compile(r"^.*(?:Kernel panic|BUG:|Oops|general protection|"
+                                r"WARNING: CPU|corrupted stack).*$", re.M)
+
+    def kernel_trouble(self, lines=6):
+        """The first lines where the host's kernel said it was in trouble: a
+        panic's stack trace fills the tail, its reason comes before it."""
+        found = self.KERNEL_TROUBLE.findall(self._buf[-2_000_000:])
+        return "\n".join(found[:lines])
 
     def join(self, timeout):
         """Wait for the reader to see QEMU's output end."""
@@ -287,8 +298,7 @@ class NestedHost:
         """Type text on the host's ttyS0 (use \\n for Enter)."""
         if not self.alive:
             raise NestedHostDied(f"nested host is not running ({self.exit_status()}); "
-                                 f"last output:\n"
-                                 + (self.console.tail() if self.console else ""))
+                                 + self._death_notes())
         data = text.encode() if isinstance(text, str) else text
         self._proc.stdin.write(data)
         self._proc.stdin.flush()
@@ -302,6 +312,13 @@ class NestedHost:
 
     def skip_to_end(self):
         self.console.skip_to_end()
+
+    def _death_notes(self):
+        if not self.console:
+            return ""
+        trouble = self.console.kernel_trouble()
+        return ((f"its kernel said:\n{trouble}\n" if trouble else "")
+                + "last output:\n" + self.console.tail())
 
     def tail(self, lines=TAIL_LINES):
         return self.console.tail(lines)
