@@ -211,15 +211,21 @@ static int api_why(char *why, size_t len, int ret, const char *text)
 	return ret;
 }
 
+/* A vCPU stuck in a device for longer than this fails the pause, not the API. */
+#define API_PAUSE_TIMEOUT_MS 5000 /* under the client's 10 s */
+
 static int api_pause_resume(struct vm *vm, bool pause, char *why, size_t len)
 {
-	int ret = pause ? vm_pause(vm) : vm_resume(vm);
+	int ret = pause ? vm_pause(vm, API_PAUSE_TIMEOUT_MS) : vm_resume(vm);
 
 	if (ret == -EALREADY)
 		return api_why(why, len, ret,
 			       pause ? "the VM is paused already" : "the VM is not paused");
 	if (ret == -ESHUTDOWN)
 		return api_why(why, len, ret, "the VM is stopping");
+	if (ret == -ETIMEDOUT)
+		return api_why(why, len, ret,
+				"a vCPU did not stop within 5 s: the VM was not paused, it runs on");
 	return ret;
 }
 

@@ -426,6 +426,9 @@ static enum MHD_Result api_act(struct api_server *srv, struct MHD_Connection *c,
 	if (ret == -EALREADY || ret == -EBUSY || ret == -ESHUTDOWN)
 		return api_error(c, MHD_HTTP_CONFLICT, "%s",
 				 why[0] ? why : "the VM is not in a state for this");
+	if (ret == -ETIMEDOUT)
+		return api_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%s",
+				 why[0] ? why : "the VM did not answer in time");
 	return api_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s failed: %s", route->path,
 			 why[0] ? why : strerror(-ret));
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -83,6 +84,17 @@ static int vm_setup_vcpus(struct vm *vm, unsigned count)
 	return 0;
 }
 
+/* On the monotonic clock: a pause's deadline must not move with the wall clock. */
+static void vm_init_pause_cond(pthread_cond_t *cond)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(cond, &attr);
+	pthread_condattr_destroy(&attr);
+}
+
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
 	int ret;
@@ -92,7 +104,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	vm->mem.memfd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->stopped, NULL);
-	pthread_cond_init(&vm->pause_cond, NULL);
+	vm_init_pause_cond(&vm->pause_cond);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 	vm->kvm_fd = kvm_open();
@@ -188,8 +200,52 @@ enum vm_action vm_run(struct vm *vm)
 	return action;
 }
 
-int vm_pause(struct vm *vm)
+static void vm_kick_all(struct vm *vm)
 {
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vm->vcpus[i].started)
+			vcpu_kick(&vm->vcpus[i]);
+}
+
+static struct timespec vm_deadline_after(unsigned ms)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}
+
+static const struct timespec *vm_earlier(const struct timespec *a, const struct timespec *b)
+{
+	if (a->tv_sec != b->tv_sec)
+		return a->tv_sec < b->tv_sec ? a : b;
+	return a->tv_nsec < b->tv_nsec ? a : b;
+}
+
+static bool vm_deadline_passed(const struct timespec *deadline)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return vm_earlier(deadline, &now) == deadline;
+}
+
+static bool vm_all_parked(const struct vm *vm)
+{
+	return vm->vcpus_parked >= vm->vcpus_alive || vm->stop_requested;
+}
+
+#define VM_PAUSE_REKICK_MS 100
+
+int vm_pause(struct vm *vm, unsigned timeout_ms)
+{
+	struct timespec deadline = vm_deadline_after(timeout_ms), rekick;
 	int ret = 0;
 
 	pthread_mutex_lock(&vm->lock);
@@ -203,13 +259,27 @@ int vm_pause(struct vm *vm)
 	}
 	/* The flag before the kicks: a kicked vCPU sees it on its way back. */
 	__atomic_store_n(&vm->pause_requested, true, __ATOMIC_RELEASE);
-	for (unsigned i = 0; i < vm->ncpus; i++)
-		if (vm->vcpus[i].started)
-			vcpu_kick(&vm->vcpus[i]);
-	while (vm->vcpus_parked < vm->vcpus_alive && !vm->stop_requested)
-		pthread_cond_wait(&vm->pause_cond, &vm->lock);
+	vm_kick_all(vm);
+	rekick = vm_deadline_after(VM_PAUSE_REKICK_MS);
+	while (!vm_all_parked(vm)) {
+		if (vm_deadline_passed(&deadline)) {
+			ret = ETIMEDOUT;
+			break;
+		}
+		/* Kick again now and then: a vCPU may have been busy in a device. */
+		if (vm_deadline_passed(&rekick)) {
+			vm_kick_all(vm);
+			rekick = vm_deadline_after(VM_PAUSE_REKICK_MS);
+		}
+		pthread_cond_timedwait(&vm->pause_cond, &vm->lock, vm_earlier(&rekick, &deadline));
+	}
+	if (ret == ETIMEDOUT) {
+		/* Some vCPU never came out: let the parked ones run again, the VM goes on. */
+		__atomic_store_n(&vm->pause_requested, false, __ATOMIC_RELEASE);
+		pthread_cond_broadcast(&vm->pause_cond);
+	}
 	pthread_mutex_unlock(&vm->lock);
-	return 0;
+	return -ret;
 }
 
 int vm_resume(struct vm *vm)

@@ -64,10 +64,12 @@ bool vm_stop_requested(struct vm *vm);
 
 /*
  * Parks every vCPU out of KVM_RUN and returns once all are parked (device
- * threads go on). Returns 0, -EALREADY when paused already, or -ESHUTDOWN
- * when the VM is stopping. Any thread but a vCPU's.
+ * threads go on). Returns 0, -EALREADY when paused already, -ESHUTDOWN when
+ * the VM is stopping, or -ETIMEDOUT when some vCPU did not park within
+ * timeout_ms (the pause is then undone: the VM runs on). Any thread but a
+ * vCPU's.
  */
-int vm_pause(struct vm *vm);
+int vm_pause(struct vm *vm, unsigned timeout_ms);
 /* Lets the parked vCPUs run again. Returns 0 or -EALREADY when not paused. */
 int vm_resume(struct vm *vm);
 bool vm_paused(struct vm *vm);

@@ -680,8 +680,8 @@ static void tg_pause_resume(unsigned ncpus)
 
 	cr_assert_eq(pthread_create(&bg.thread, NULL, tg_bg_main, &bg), 0);
 	tg_wait_counting(bg.t, zero, "at start");
-	cr_assert_eq(vm_pause(&bg.t->vm), 0);
-	cr_assert_eq(vm_pause(&bg.t->vm), -EALREADY);
+	cr_assert_eq(vm_pause(&bg.t->vm, 10000), 0);
+	cr_assert_eq(vm_pause(&bg.t->vm, 10000), -EALREADY);
 	cr_assert(vm_paused(&bg.t->vm));
 	/* vm_pause returned: every vCPU is out of KVM_RUN, no count may move now. */
 	tg_counts(bg.t, frozen);
@@ -693,11 +693,36 @@ static void tg_pause_resume(unsigned ncpus)
 	cr_assert_eq(vm_resume(&bg.t->vm), -EALREADY);
 	tg_wait_counting(bg.t, frozen, "after resume");
 	/* A stop while paused: the parked vCPUs leave and vm_run returns. */
-	cr_assert_eq(vm_pause(&bg.t->vm), 0);
+	cr_assert_eq(vm_pause(&bg.t->vm, 10000), 0);
 	vm_request_stop(&bg.t->vm, VM_POWEROFF, NULL);
 	pthread_join(bg.thread, NULL);
 	cr_assert_eq(bg.action, VM_POWEROFF, "action %d: %s", (int)bg.action, bg.t->vm.stop_reason);
-	cr_assert_eq(vm_pause(&bg.t->vm), -ESHUTDOWN);
+	cr_assert_eq(vm_pause(&bg.t->vm, 10000), -ESHUTDOWN);
+	tg_teardown(bg.t);
+}
+
+/* A vCPU that never parks (one stuck in a device) fails the pause in time, and the rest run on. */
+Test(guests, pause_times_out_and_the_vm_runs_on, .timeout = 60)
+{
+	struct tg_bg bg = {.t = tg_setup("spin", TG_SMALL_RAM, 1)};
+	uint64_t zero[GUEST_MAX_CPUS] = {0}, before[GUEST_MAX_CPUS];
+	struct vm *vm = &bg.t->vm;
+
+	cr_assert_eq(pthread_create(&bg.thread, NULL, tg_bg_main, &bg), 0);
+	tg_wait_counting(bg.t, zero, "at start");
+	pthread_mutex_lock(&vm->lock);
+	vm->vcpus_alive++; /* the stuck one */
+	pthread_mutex_unlock(&vm->lock);
+	cr_assert_eq(vm_pause(vm, 300), -ETIMEDOUT);
+	cr_assert_not(vm_paused(vm));
+	tg_counts(bg.t, before);
+	tg_wait_counting(bg.t, before, "after the failed pause");
+	pthread_mutex_lock(&vm->lock);
+	vm->vcpus_alive--;
+	pthread_mutex_unlock(&vm->lock);
+	cr_assert_eq(vm_pause(vm, 10000), 0);
+	vm_request_stop(vm, VM_POWEROFF, NULL);
+	pthread_join(bg.thread, NULL);
 	tg_teardown(bg.t);
 }
 

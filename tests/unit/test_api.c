@@ -318,6 +318,11 @@ Test(api, server_side_failure_is_500)
 			     out, sizeof(out)),
 		     409);
 	assert_error_json(out, "the fake says no");
+	fake.fail = -ETIMEDOUT; /* a vCPU that did not park in time */
+	cr_assert_eq(raw_str("PUT /v1/vm/pause HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+			     out, sizeof(out)),
+		     503);
+	assert_error_json(out, "the fake says no");
 }
 
 /* ---- every error class ---- */
