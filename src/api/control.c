@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include "net/backend.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
 #include "virtio/vsock.h"
@@ -273,8 +275,92 @@ static int api_control_act(void *opaque, enum api_action action, char *why, size
 	return ret;
 }
 
+/* ---- GET /v1/vm/vcpus ---- */
+
+static const char *api_mp_state(uint32_t mp)
+{
+	switch (mp) {
+	case KVM_MP_STATE_RUNNABLE:
+		return "runnable";
+	case KVM_MP_STATE_UNINITIALIZED:
+		return "uninitialized"; /* an AP waiting for INIT/SIPI */
+	case KVM_MP_STATE_INIT_RECEIVED:
+		return "init-received";
+	case KVM_MP_STATE_HALTED:
+		return "halted";
+	case KVM_MP_STATE_SIPI_RECEIVED:
+		return "sipi-received";
+	default:
+		return "other";
+	}
+}
+
+#define API_CR0_PE   0x1ull
+#define API_EFER_LMA 0x400ull
+
+static void api_vcpu_fill(struct api_vcpu *v, unsigned index, const struct vcpu_status *st)
+{
+	const struct kvm_sregs *sr = &st->sregs;
+
+	v->index = index;
+	v->state = api_mp_state(st->mp.mp_state);
+	v->mode = !(sr->cr0 & API_CR0_PE) ? "real" : (sr->efer & API_EFER_LMA) ? "long" : "protected";
+	v->cpl = (sr->cr0 & API_CR0_PE) ? sr->cs.selector & 3 : 0; /* CS.RPL is the CPL */
+	v->rip = st->regs.rip;
+	v->rsp = st->regs.rsp;
+	v->rflags = st->regs.rflags;
+	v->cs = sr->cs.selector;
+	v->cr0 = sr->cr0;
+	v->cr2 = sr->cr2;
+	v->cr3 = sr->cr3;
+	v->cr4 = sr->cr4;
+	v->efer = sr->efer;
+	v->pending_vector = st->events.interrupt.injected ? st->events.interrupt.nr : -1;
+	v->nmi_pending = st->events.nmi.pending || st->events.nmi.injected;
+}
+
+/* KVM answers only for a vCPU out of KVM_RUN: park them all a moment, unless paused already. */
+static int api_read_vcpus(struct vm *vm, struct api_vcpus *out, char *why, size_t len)
+{
+	bool was_paused = vm_paused(vm);
+	int ret = 0;
+
+	if (!was_paused && (ret = api_pause_resume(vm, true, why, len)) != 0)
+		return ret;
+	out->n = 0;
+	for (unsigned i = 0; i < vm->ncpus && i < API_MAX_VCPUS && ret == 0; i++) {
+		struct vcpu_status st;
+
+		ret = vcpu_read_status(&vm->vcpus[i], &st);
+		if (ret != 0)
+			snprintf(why, len, "cannot read vCPU %u: %s", i, strerror(-ret));
+		else
+			api_vcpu_fill(&out->vcpus[out->n++], i, &st);
+	}
+	if (!was_paused)
+		vm_resume(vm);
+	return ret;
+}
+
+static int api_control_vcpus(void *opaque, struct api_vcpus *out, char *why, size_t len)
+{
+	struct api_control *ctl = opaque;
+	int ret;
+
+	pthread_mutex_lock(&ctl->lock);
+	if (ctl->m == NULL)
+		ret = api_why(why, len, -EBUSY, "the VM is between two boots: try again");
+	else if (vm_stop_requested(&ctl->m->vm))
+		ret = api_why(why, len, -ESHUTDOWN, "the VM is stopping");
+	else
+		ret = api_read_vcpus(&ctl->m->vm, out, why, len);
+	pthread_mutex_unlock(&ctl->lock);
+	return ret;
+}
+
 const struct api_ops api_control_ops = {
     .info = api_control_info,
     .counters = api_control_counters,
     .act = api_control_act,
+    .vcpus = api_control_vcpus,
 };

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -415,14 +416,10 @@ static enum MHD_Result api_get_counters(struct api_server *srv, struct MHD_Conne
 
 /* ---- PUT /v1/vm/<action> ---- */
 
-static enum MHD_Result api_act(struct api_server *srv, struct MHD_Connection *c,
-			       const struct api_route *route)
+/* The status and message for an op's failure (why: its one line, maybe empty). */
+static enum MHD_Result api_op_failed(struct MHD_Connection *c, const struct api_route *route,
+				     int ret, const char *why)
 {
-	char why[200] = "";
-	int ret = srv->ops->act(srv->opaque, route->action, why, sizeof(why));
-
-	if (ret == 0)
-		return api_send_empty(c, route->ok);
 	if (ret == -EALREADY || ret == -EBUSY || ret == -ESHUTDOWN)
 		return api_error(c, MHD_HTTP_CONFLICT, "%s",
 				 why[0] ? why : "the VM is not in a state for this");
@@ -433,11 +430,79 @@ static enum MHD_Result api_act(struct api_server *srv, struct MHD_Connection *c,
 			 why[0] ? why : strerror(-ret));
 }
 
+static enum MHD_Result api_act(struct api_server *srv, struct MHD_Connection *c,
+			       const struct api_route *route)
+{
+	char why[200] = "";
+	int ret = srv->ops->act(srv->opaque, route->action, why, sizeof(why));
+
+	if (ret == 0)
+		return api_send_empty(c, route->ok);
+	return api_op_failed(c, route, ret, why);
+}
+
+/* ---- GET /v1/vm/vcpus ---- */
+
+/* 64-bit addresses as "0x..." strings: JSON numbers lose precision past 2^53. */
+static json_t *api_hex(uint64_t v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "0x%" PRIx64, v);
+	return json_string(buf);
+}
+
+static json_t *api_vcpu_json(const struct api_vcpu *v)
+{
+	json_t *o = json_pack("{s:i, s:s, s:s, s:i, s:b}", "index", (int)v->index, "state",
+			      v->state, "mode", v->mode, "cpl", (int)v->cpl, "nmi_pending",
+			      v->nmi_pending);
+
+	if (o == NULL)
+		return NULL;
+	json_object_set_new(o, "rip", api_hex(v->rip));
+	json_object_set_new(o, "rsp", api_hex(v->rsp));
+	json_object_set_new(o, "rflags", api_hex(v->rflags));
+	json_object_set_new(o, "cs", api_hex(v->cs));
+	json_object_set_new(o, "cr0", api_hex(v->cr0));
+	json_object_set_new(o, "cr2", api_hex(v->cr2));
+	json_object_set_new(o, "cr3", api_hex(v->cr3));
+	json_object_set_new(o, "cr4", api_hex(v->cr4));
+	json_object_set_new(o, "efer", api_hex(v->efer));
+	json_object_set_new(o, "interrupts_enabled", json_boolean(v->rflags & 0x200));
+	json_object_set_new(o, "pending_interrupt",
+			    v->pending_vector < 0 ? json_null() : json_integer(v->pending_vector));
+	return o;
+}
+
+static enum MHD_Result api_get_vcpus(struct api_server *srv, struct MHD_Connection *c,
+				     const struct api_route *route)
+{
+	struct api_vcpus *vs = calloc(1, sizeof(*vs));
+	char why[200] = "";
+	json_t *list;
+	int ret;
+
+	if (vs == NULL)
+		return MHD_NO;
+	ret = srv->ops->vcpus(srv->opaque, vs, why, sizeof(why));
+	if (ret != 0) {
+		free(vs);
+		return api_op_failed(c, route, ret, why);
+	}
+	list = json_array();
+	for (unsigned i = 0; list != NULL && i < vs->n && i < API_MAX_VCPUS; i++)
+		json_array_append_new(list, api_vcpu_json(&vs->vcpus[i]));
+	free(vs);
+	return api_reply(c, MHD_HTTP_OK, json_pack("{s:o}", "vcpus", list), NULL);
+}
+
 /* ---- routing ---- */
 
 static const struct api_route api_routes[] = {
     {"/v1/vm", "GET", api_get_vm, 0, 0},
     {"/v1/vm/counters", "GET", api_get_counters, 0, 0},
+    {"/v1/vm/vcpus", "GET", api_get_vcpus, 0, 0},
     {"/v1/vm/pause", "PUT", api_act, API_PAUSE, MHD_HTTP_NO_CONTENT},
     {"/v1/vm/resume", "PUT", api_act, API_RESUME, MHD_HTTP_NO_CONTENT},
     {"/v1/vm/shutdown", "PUT", api_act, API_SHUTDOWN, MHD_HTTP_ACCEPTED},

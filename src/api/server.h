@@ -12,9 +12,11 @@
  *   PUT /v1/vm/poweroff   202: the VM stops now, the VMM exits 5
  *   PUT /v1/vm/reboot     202: hard reset, the guest boots again
  *   GET /v1/vm/counters   200 per-device counters
+ *   GET /v1/vm/vcpus      200 where each vCPU is (a pause of a few ms)
  *
  * Every error is {"error": "one line"}: 400 bad body, 404 unknown path, 405
- * wrong method (with Allow), 409 wrong state, 413 body over API_BODY_MAX.
+ * wrong method (with Allow), 409 wrong state, 413 body over API_BODY_MAX,
+ * 503 a vCPU did not stop in time.
  * A PUT body is optional; when present it must be a JSON object without
  * members the endpoint does not know (none, so far).
  */
@@ -96,17 +98,38 @@ struct api_counters {
 	struct api_dev_counters devices[API_MAX_DEVICES];
 };
 
+#define API_MAX_VCPUS 256
+
+/* One vCPU of GET /v1/vm/vcpus, read while it is parked. */
+struct api_vcpu {
+	unsigned index;
+	const char *state; /* "runnable", "halted", "uninitialized", ... (KVM's mp_state) */
+	const char *mode;  /* "real", "protected" or "long" */
+	unsigned cpl;
+	uint64_t rip, rsp, rflags, cr0, cr2, cr3, cr4, efer;
+	uint16_t cs;
+	int pending_vector; /* an interrupt about to be delivered, -1 for none */
+	bool nmi_pending;
+};
+
+struct api_vcpus {
+	unsigned n;
+	struct api_vcpu vcpus[API_MAX_VCPUS];
+};
+
 /*
  * What the server asks of the VM, from its thread, one request at a time.
  * info and counters fill their struct and return 0 or -errno. act returns 0
  * when done (pause: every vCPU parked) or accepted; -EALREADY, -EBUSY or
- * -ESHUTDOWN for a state the action does not fit (409), with why set to one
- * line for the client; anything else is a server failure (500).
+ * -ESHUTDOWN for a state the action does not fit (409), -ETIMEDOUT when the
+ * vCPUs did not stop in time (503), with why set to one line for the client;
+ * anything else is a server failure (500). vcpus answers like act.
  */
 struct api_ops {
 	int (*info)(void *opaque, struct api_vm_info *info);
 	int (*counters)(void *opaque, struct api_counters *counters);
 	int (*act)(void *opaque, enum api_action action, char *why, size_t whylen);
+	int (*vcpus)(void *opaque, struct api_vcpus *out, char *why, size_t whylen);
 };
 
 struct api_server;

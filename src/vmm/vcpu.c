@@ -179,3 +179,14 @@ void vcpu_stop(struct vcpu *vcpu)
 	vcpu->started = false;
 	vcpu->run->immediate_exit = 0;
 }
+
+int vcpu_read_status(struct vcpu *vcpu, struct vcpu_status *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &out->regs) < 0 ||
+	    ioctl(vcpu->fd, KVM_GET_SREGS, &out->sregs) < 0 ||
+	    ioctl(vcpu->fd, KVM_GET_MP_STATE, &out->mp) < 0 ||
+	    ioctl(vcpu->fd, KVM_GET_VCPU_EVENTS, &out->events) < 0)
+		return -errno;
+	return 0;
+}

@@ -35,4 +35,18 @@ void vcpu_stop(struct vcpu *vcpu);
  */
 void vcpu_kick(struct vcpu *vcpu);
 
+/* Where a vCPU is and what it waits for: "info registers" for a guest that hangs. */
+struct vcpu_status {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_mp_state mp;
+	struct kvm_vcpu_events events;
+};
+
+/*
+ * Reads the status of a vCPU that is out of KVM_RUN (parked, or not started:
+ * KVM would otherwise wait for the guest to exit). Returns 0 or -errno.
+ */
+int vcpu_read_status(struct vcpu *vcpu, struct vcpu_status *out);
+
 #endif

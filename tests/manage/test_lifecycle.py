@@ -126,6 +126,28 @@ def test_api_answers_curl(store, tiny):
     assert vm["pid"] == store.list()["web"]["pid"]
 
 
+def test_api_shows_where_each_vcpu_is(store, tiny):
+    """GET /v1/vm/vcpus: the tiny guest ends in `cli; hlt` in its 64-bit entry,
+    loaded at 1 MiB; its second vCPU was never started by it."""
+    store.create_tiny("web", tiny["halt"], "--cpus", "2")
+    store.run("start", "web")
+    sock = os.path.join(store.folder("web"), "api.sock")
+    deadline = time.monotonic() + 120
+    while True:
+        out = subprocess.run(["curl", "-sS", "--unix-socket", sock,
+                              "http://localhost/v1/vm/vcpus"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+        boot, ap = json.loads(out)["vcpus"]
+        if boot["state"] == "halted" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert (boot["state"], boot["mode"], boot["cpl"]) == ("halted", "long", 0)
+    assert 0x100200 < int(boot["rip"], 16) < 0x101000, boot["rip"]
+    assert boot["interrupts_enabled"] is False
+    assert (ap["index"], ap["state"], ap["mode"]) == (1, "uninitialized", "real")
+    assert store.list()["web"]["state"] == "running"  # the read's pause is undone
+
+
 def test_rm_removes_the_folder_and_its_own_disks(store, tiny, tmp_path):
     user_disk = tmp_path / "user.img"
     user_disk.write_bytes(b"\0" * (1 << 20))

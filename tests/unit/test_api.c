@@ -99,7 +99,25 @@ static int fake_act(void *opaque, enum api_action action, char *why, size_t len)
 	return ret;
 }
 
-static const struct api_ops fake_ops = {fake_info, fake_counters, fake_act};
+/* Two vCPUs: a 64-bit kernel halted with interrupts on, an AP never started. */
+static int fake_vcpus(void *opaque, struct api_vcpus *out, char *why, size_t len)
+{
+	(void)opaque;
+	if (fake.fail) {
+		snprintf(why, len, "the fake says no");
+		return fake.fail;
+	}
+	out->n = 2;
+	out->vcpus[0] = (struct api_vcpu){.index = 0, .state = "halted", .mode = "long",
+					  .rip = 0xffffffff81e3c4a5ull, .rflags = 0x246,
+					  .cs = 0x10, .cr0 = 0x80050033, .efer = 0xd01,
+					  .pending_vector = -1};
+	out->vcpus[1] = (struct api_vcpu){.index = 1, .state = "uninitialized", .mode = "real",
+					  .rip = 0xfff0, .rflags = 0x2, .pending_vector = 0x31};
+	return 0;
+}
+
+static const struct api_ops fake_ops = {fake_info, fake_counters, fake_act, fake_vcpus};
 
 /* ---- the server under test ---- */
 
@@ -320,6 +338,38 @@ Test(api, server_side_failure_is_500)
 	assert_error_json(out, "the fake says no");
 	fake.fail = -ETIMEDOUT; /* a vCPU that did not park in time */
 	cr_assert_eq(raw_str("PUT /v1/vm/pause HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+			     out, sizeof(out)),
+		     503);
+	assert_error_json(out, "the fake says no");
+}
+
+Test(api, vcpus_where_each_is)
+{
+	json_t *r = NULL, *v0, *v1;
+
+	cr_assert_eq(call("GET", "/v1/vm/vcpus", NULL, &r), 200);
+	cr_assert_eq(json_array_size(json_object_get(r, "vcpus")), 2);
+	v0 = json_array_get(json_object_get(r, "vcpus"), 0);
+	v1 = json_array_get(json_object_get(r, "vcpus"), 1);
+	/* Addresses past 2^53 are exact: strings, not JSON numbers. */
+	cr_assert_str_eq(json_string_value(json_object_get(v0, "rip")), "0xffffffff81e3c4a5");
+	cr_assert_str_eq(json_string_value(json_object_get(v0, "state")), "halted");
+	cr_assert_str_eq(json_string_value(json_object_get(v0, "mode")), "long");
+	cr_assert(json_is_true(json_object_get(v0, "interrupts_enabled")));
+	cr_assert(json_is_null(json_object_get(v0, "pending_interrupt")));
+	cr_assert(json_is_false(json_object_get(v1, "interrupts_enabled")));
+	cr_assert_eq(json_integer_value(json_object_get(v1, "pending_interrupt")), 0x31);
+	cr_assert_str_eq(json_string_value(json_object_get(v1, "rip")), "0xfff0");
+	json_decref(r);
+	cr_assert_eq(call("PUT", "/v1/vm/vcpus", NULL, NULL), 405);
+}
+
+Test(api, vcpus_that_do_not_stop_are_503)
+{
+	char out[4096];
+
+	fake.fail = -ETIMEDOUT;
+	cr_assert_eq(raw_str("GET /v1/vm/vcpus HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
 			     out, sizeof(out)),
 		     503);
 	assert_error_json(out, "the fake says no");
