@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -216,6 +217,17 @@ static int api_why(char *why, size_t len, int ret, const char *text)
 /* A vCPU stuck in a device for longer than this fails the pause, not the API. */
 #define API_PAUSE_TIMEOUT_MS 5000 /* under the client's 10 s */
 
+/* One line for a pause that failed to stop the vCPUs; returns ret. */
+static int api_pause_resume_why(int ret, char *why, size_t len)
+{
+	if (ret == -ESHUTDOWN)
+		return api_why(why, len, ret, "the VM is stopping");
+	if (ret == -ETIMEDOUT)
+		return api_why(why, len, ret,
+			       "a vCPU did not stop within 5 s: the VM was not paused, it runs on");
+	return ret;
+}
+
 static int api_pause_resume(struct vm *vm, bool pause, char *why, size_t len)
 {
 	int ret = pause ? vm_pause(vm, API_PAUSE_TIMEOUT_MS) : vm_resume(vm);
@@ -223,12 +235,7 @@ static int api_pause_resume(struct vm *vm, bool pause, char *why, size_t len)
 	if (ret == -EALREADY)
 		return api_why(why, len, ret,
 			       pause ? "the VM is paused already" : "the VM is not paused");
-	if (ret == -ESHUTDOWN)
-		return api_why(why, len, ret, "the VM is stopping");
-	if (ret == -ETIMEDOUT)
-		return api_why(why, len, ret,
-				"a vCPU did not stop within 5 s: the VM was not paused, it runs on");
-	return ret;
+	return api_pause_resume_why(ret, why, len);
 }
 
 /* With the lock held and a machine attached. */
@@ -277,68 +284,41 @@ static int api_control_act(void *opaque, enum api_action action, char *why, size
 
 /* ---- GET /v1/vm/vcpus ---- */
 
-static const char *api_mp_state(uint32_t mp)
-{
-	switch (mp) {
-	case KVM_MP_STATE_RUNNABLE:
-		return "runnable";
-	case KVM_MP_STATE_UNINITIALIZED:
-		return "uninitialized"; /* an AP waiting for INIT/SIPI */
-	case KVM_MP_STATE_INIT_RECEIVED:
-		return "init-received";
-	case KVM_MP_STATE_HALTED:
-		return "halted";
-	case KVM_MP_STATE_SIPI_RECEIVED:
-		return "sipi-received";
-	default:
-		return "other";
-	}
-}
-
-#define API_CR0_PE   0x1ull
-#define API_EFER_LMA 0x400ull
-
 static void api_vcpu_fill(struct api_vcpu *v, unsigned index, const struct vcpu_status *st)
 {
-	const struct kvm_sregs *sr = &st->sregs;
-
 	v->index = index;
-	v->state = api_mp_state(st->mp.mp_state);
-	v->mode = !(sr->cr0 & API_CR0_PE) ? "real" : (sr->efer & API_EFER_LMA) ? "long" : "protected";
-	v->cpl = (sr->cr0 & API_CR0_PE) ? sr->cs.selector & 3 : 0; /* CS.RPL is the CPL */
+	v->state = vcpu_status_state(st);
+	v->mode = vcpu_status_mode(st);
+	v->cpl = vcpu_status_cpl(st);
 	v->rip = st->regs.rip;
 	v->rsp = st->regs.rsp;
 	v->rflags = st->regs.rflags;
-	v->cs = sr->cs.selector;
-	v->cr0 = sr->cr0;
-	v->cr2 = sr->cr2;
-	v->cr3 = sr->cr3;
-	v->cr4 = sr->cr4;
-	v->efer = sr->efer;
-	v->pending_vector = st->events.interrupt.injected ? st->events.interrupt.nr : -1;
+	v->cs = st->sregs.cs.selector;
+	v->cr0 = st->sregs.cr0;
+	v->cr2 = st->sregs.cr2;
+	v->cr3 = st->sregs.cr3;
+	v->cr4 = st->sregs.cr4;
+	v->efer = st->sregs.efer;
+	v->pending_vector = vcpu_status_pending_vector(st);
 	v->nmi_pending = st->events.nmi.pending || st->events.nmi.injected;
 }
 
-/* KVM answers only for a vCPU out of KVM_RUN: park them all a moment, unless paused already. */
 static int api_read_vcpus(struct vm *vm, struct api_vcpus *out, char *why, size_t len)
 {
-	bool was_paused = vm_paused(vm);
-	int ret = 0;
+	struct vcpu_status *st = calloc(vm->ncpus, sizeof(*st));
+	int ret;
 
-	if (!was_paused && (ret = api_pause_resume(vm, true, why, len)) != 0)
-		return ret;
+	if (st == NULL)
+		return -ENOMEM;
+	ret = vm_read_vcpus(vm, st, API_PAUSE_TIMEOUT_MS);
+	if (ret == -ETIMEDOUT || ret == -ESHUTDOWN)
+		api_pause_resume_why(ret, why, len);
+	else if (ret != 0)
+		snprintf(why, len, "cannot read the vCPUs: %s", strerror(-ret));
 	out->n = 0;
-	for (unsigned i = 0; i < vm->ncpus && i < API_MAX_VCPUS && ret == 0; i++) {
-		struct vcpu_status st;
-
-		ret = vcpu_read_status(&vm->vcpus[i], &st);
-		if (ret != 0)
-			snprintf(why, len, "cannot read vCPU %u: %s", i, strerror(-ret));
-		else
-			api_vcpu_fill(&out->vcpus[out->n++], i, &st);
-	}
-	if (!was_paused)
-		vm_resume(vm);
+	for (unsigned i = 0; ret == 0 && i < vm->ncpus && i < API_MAX_VCPUS; i++)
+		api_vcpu_fill(&out->vcpus[out->n++], i, &st[i]);
+	free(st);
 	return ret;
 }
 

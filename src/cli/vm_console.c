@@ -104,16 +104,17 @@ static bool forward_input(struct console *filter, int sock, bool *input_open)
 {
 	uint8_t in[CONSOLE_READ], out[2 * CONSOLE_READ];
 	size_t out_len;
-	bool quit;
+	struct console_keys keys;
 	ssize_t n = read(STDIN_FILENO, in, sizeof(in));
 
 	if (n <= 0) {
 		*input_open = false;
 		return true;
 	}
-	console_filter(filter, in, (size_t)n, out, &out_len, &quit);
+	/* Ctrl-A r is the foreground console's; here the API has it (GET /v1/vm/vcpus). */
+	console_filter(filter, in, (size_t)n, out, &out_len, &keys);
 	write_all(sock, out, out_len);
-	return !quit;
+	return !keys.quit;
 }
 
 /* Returns 0 when detached, 1 when the VM went away. */

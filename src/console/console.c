@@ -18,6 +18,7 @@
 
 #include "devices/serial.h"
 #include "util/log.h"
+#include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
 /* The terminal state to restore, reachable from a crash handler. */
@@ -246,11 +247,11 @@ void console_write(void *opaque, const uint8_t *buf, size_t len)
 }
 
 void console_filter(struct console *con, const uint8_t *in, size_t len, uint8_t *out,
-		    size_t *out_len, bool *quit)
+		    size_t *out_len, struct console_keys *keys)
 {
 	size_t n = 0;
 
-	*quit = false;
+	*keys = (struct console_keys){0};
 	for (size_t i = 0; i < len; i++) {
 		uint8_t c = in[i];
 
@@ -263,8 +264,12 @@ void console_filter(struct console *con, const uint8_t *in, size_t len, uint8_t 
 		}
 		con->escape_pending = false;
 		if (c == 'x' || c == 'X') {
-			*quit = true;
+			keys->quit = true;
 			break;
+		}
+		if (c == 'r' || c == 'R') {
+			keys->show_vcpus = true;
+			continue;
 		}
 		/* Ctrl-A a or Ctrl-A Ctrl-A sends one Ctrl-A; anything else passes both. */
 		out[n++] = CONSOLE_ESCAPE;
@@ -285,6 +290,8 @@ static void console_flush(struct console *con)
 	memmove(con->pending, con->pending + n, con->pending_len - n);
 	con->pending_len -= n;
 }
+
+#define CONSOLE_VCPUS_TIMEOUT_MS 5000
 
 /* Room for one more read: the escape filter may double what it reads. */
 static bool console_has_room(const struct console *con)
@@ -319,11 +326,32 @@ static void console_accept(struct console *con)
 	pthread_mutex_unlock(&con->out_lock);
 }
 
+/* Ctrl-A r: one line per vCPU on the terminal, for a guest that seems to hang. */
+static void console_show_vcpus(struct console *con)
+{
+	unsigned ncpus = con->vm->ncpus;
+	struct vcpu_status *st = calloc(ncpus, sizeof(*st));
+	char text[448], line[512];
+	int ret = st == NULL ? -ENOMEM : vm_read_vcpus(con->vm, st, CONSOLE_VCPUS_TIMEOUT_MS);
+
+	if (ret != 0)
+		snprintf(text, sizeof(text), "tabique: cannot read the vCPUs: %s",
+			 ret == -ETIMEDOUT ? "a vCPU did not stop within 5 s" : strerror(-ret));
+	for (unsigned i = 0; i < (ret == 0 ? ncpus : 1); i++) {
+		if (ret == 0)
+			vcpu_status_line(&st[i], i, text, sizeof(text));
+		/* The guest may be in the middle of a line: start a new one. */
+		snprintf(line, sizeof(line), "%s%s\r\n", i == 0 ? "\r\n" : "", text);
+		console_write(con, (const uint8_t *)line, strlen(line));
+	}
+	free(st);
+}
+
 static bool console_handle_input(struct console *con)
 {
 	uint8_t in[CONSOLE_READ];
 	size_t out_len;
-	bool quit;
+	struct console_keys keys;
 	ssize_t n = read(con->in_fd, in, sizeof(in));
 
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
@@ -343,9 +371,11 @@ static bool console_handle_input(struct console *con)
 		console_flush(con);
 		return true;
 	}
-	console_filter(con, in, (size_t)n, con->pending + con->pending_len, &out_len, &quit);
+	console_filter(con, in, (size_t)n, con->pending + con->pending_len, &out_len, &keys);
 	con->pending_len += out_len;
-	if (quit) {
+	if (keys.show_vcpus)
+		console_show_vcpus(con);
+	if (keys.quit) {
 		vm_request_stop(con->vm, VM_QUIT, "stopped with Ctrl-A x");
 		return false;
 	}

@@ -76,12 +76,18 @@ void console_detach(struct console *con);
 /* Output callback for the UART (fits struct serial_output). Writes everything or drops on EOF. */
 void console_write(void *con, const uint8_t *buf, size_t len);
 
+/* The Ctrl-A commands seen by console_filter(). */
+struct console_keys {
+	bool quit;	 /* Ctrl-A x */
+	bool show_vcpus; /* Ctrl-A r: print where each vCPU is */
+};
+
 /*
- * Feeds host input through the escape filter: returns the number of bytes of
- * in (len) consumed into out (capacity >= 2 * len) as *out_len, and sets *quit
- * when Ctrl-A x was seen (the rest of in is ignored then). Pure: unit-tested.
+ * Feeds host input through the escape filter: returns the bytes of in (len)
+ * meant for the guest in out (capacity >= 2 * len) as *out_len, and the
+ * commands typed in *keys (after Ctrl-A x the rest of in is ignored). Pure.
  */
 void console_filter(struct console *con, const uint8_t *in, size_t len, uint8_t *out,
-		    size_t *out_len, bool *quit);
+		    size_t *out_len, struct console_keys *keys);
 
 #endif

@@ -190,3 +190,62 @@ int vcpu_read_status(struct vcpu *vcpu, struct vcpu_status *out)
 		return -errno;
 	return 0;
 }
+
+const char *vcpu_status_state(const struct vcpu_status *st)
+{
+	switch (st->mp.mp_state) {
+	case KVM_MP_STATE_RUNNABLE:
+		return "runnable";
+	case KVM_MP_STATE_UNINITIALIZED:
+		return "uninitialized";
+	case KVM_MP_STATE_INIT_RECEIVED:
+		return "init-received";
+	case KVM_MP_STATE_HALTED:
+		return "halted";
+	case KVM_MP_STATE_SIPI_RECEIVED:
+		return "sipi-received";
+	default:
+		return "other";
+	}
+}
+
+#define VCPU_CR0_PE   0x1ull
+#define VCPU_EFER_LMA 0x400ull
+#define VCPU_RFLAGS_IF 0x200ull
+
+const char *vcpu_status_mode(const struct vcpu_status *st)
+{
+	if (!(st->sregs.cr0 & VCPU_CR0_PE))
+		return "real";
+	return (st->sregs.efer & VCPU_EFER_LMA) ? "long" : "protected";
+}
+
+unsigned vcpu_status_cpl(const struct vcpu_status *st)
+{
+	/* In protected mode CS.RPL is the CPL. */
+	return (st->sregs.cr0 & VCPU_CR0_PE) ? st->sregs.cs.selector & 3u : 0;
+}
+
+int vcpu_status_pending_vector(const struct vcpu_status *st)
+{
+	return st->events.interrupt.injected ? st->events.interrupt.nr : -1;
+}
+
+int vcpu_status_line(const struct vcpu_status *st, unsigned index, char *buf, size_t len)
+{
+	int vector = vcpu_status_pending_vector(st);
+	char pending[32] = "none";
+
+	if (vector >= 0)
+		snprintf(pending, sizeof(pending), "vector %d", vector);
+	return snprintf(buf, len,
+			"vCPU %u: %s, %s mode, CPL %u, rip 0x%llx rsp 0x%llx rflags 0x%llx (%s), "
+			"cr0 0x%llx cr2 0x%llx cr3 0x%llx, pending interrupt %s%s",
+			index, vcpu_status_state(st), vcpu_status_mode(st), vcpu_status_cpl(st),
+			(unsigned long long)st->regs.rip, (unsigned long long)st->regs.rsp,
+			(unsigned long long)st->regs.rflags,
+			(st->regs.rflags & VCPU_RFLAGS_IF) ? "interrupts on" : "interrupts off",
+			(unsigned long long)st->sregs.cr0, (unsigned long long)st->sregs.cr2,
+			(unsigned long long)st->sregs.cr3, pending,
+			(st->events.nmi.pending || st->events.nmi.injected) ? ", NMI pending" : "");
+}

@@ -49,4 +49,18 @@ struct vcpu_status {
  */
 int vcpu_read_status(struct vcpu *vcpu, struct vcpu_status *out);
 
+/* KVM's mp_state by name: "runnable", "halted", "uninitialized" (an AP not started) ... */
+const char *vcpu_status_state(const struct vcpu_status *st);
+/* "real", "protected" or "long". */
+const char *vcpu_status_mode(const struct vcpu_status *st);
+unsigned vcpu_status_cpl(const struct vcpu_status *st);
+/* The vector of an interrupt being delivered, or -1. */
+int vcpu_status_pending_vector(const struct vcpu_status *st);
+
+/*
+ * One line for a human: "vCPU 0: halted, long mode, CPL 0, rip 0x...". No
+ * newline. Returns what snprintf returns.
+ */
+int vcpu_status_line(const struct vcpu_status *st, unsigned index, char *buf, size_t len);
+
 #endif

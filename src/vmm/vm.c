@@ -305,6 +305,20 @@ bool vm_paused(struct vm *vm)
 	return paused;
 }
 
+int vm_read_vcpus(struct vm *vm, struct vcpu_status *out, unsigned timeout_ms)
+{
+	bool was_paused = vm_paused(vm);
+	int ret = 0;
+
+	if (!was_paused && (ret = vm_pause(vm, timeout_ms)) != 0)
+		return ret;
+	for (unsigned i = 0; i < vm->ncpus && ret == 0; i++)
+		ret = vcpu_read_status(&vm->vcpus[i], &out[i]);
+	if (!was_paused)
+		vm_resume(vm);
+	return ret;
+}
+
 bool vm_vcpu_park(struct vm *vm)
 {
 	bool parked = false;

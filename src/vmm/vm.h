@@ -74,6 +74,15 @@ int vm_pause(struct vm *vm, unsigned timeout_ms);
 int vm_resume(struct vm *vm);
 bool vm_paused(struct vm *vm);
 
+struct vcpu_status;
+/*
+ * Reads every vCPU's status into out[0..ncpus-1]: KVM answers only for a vCPU
+ * out of KVM_RUN, so a running VM is paused for the read (timeout_ms as for
+ * vm_pause) and resumed; a paused one stays paused. Returns 0, a vm_pause()
+ * error, or -errno of a failed read.
+ */
+int vm_read_vcpus(struct vm *vm, struct vcpu_status *out, unsigned timeout_ms);
+
 /*
  * For vCPU threads, between two KVM_RUNs: waits while the VM is paused (a
  * stop ends the wait too). Returns true when it did wait.
