@@ -161,12 +161,28 @@ class InnerVM:
             if retries == 0:
                 raise
             warnings.warn(f"a guest boot showed no ready line in {timeout} s "
-                          f"({' '.join(self.argv)}); retrying it once")
+                          f"({' '.join(self.argv)}); retrying it once. Its vCPUs:\n"
+                          + self.where_are_the_vcpus())
             self._abandon()
             self.start()
             return self.wait_ready(timeout, retries - 1)
         self.expect(self.PROMPT.pattern, 60, "the guest's shell prompt")
         return time.monotonic() - begin
+
+    VCPU_LINE = re.compile(r"^(?:vCPU \d+: .*|tabique: cannot read the vCPUs.*)$", re.M)
+
+    def where_are_the_vcpus(self):
+        """Ctrl-A r on tabique's console: one line per vCPU, for a guest that
+        shows nothing (the hunt for the silent boot hang)."""
+        if os.path.basename(self.argv[0]) != "tabique":
+            return "(not tabique)"
+        try:
+            self.send("\x01r")
+            self.host.expect(r"vCPU 0: |cannot read the vCPUs", 30, "Ctrl-A r's answer")
+            time.sleep(2)  # the other vCPUs' lines
+        except NestedHostError as e:
+            return f"(no answer to Ctrl-A r: {str(e).splitlines()[0]})"
+        return "\n".join(self.VCPU_LINE.findall(self.host.tail(200)))
 
     def _abandon(self):
         """Quit a hung VMM with Ctrl-A x (or restart the nested host)."""

@@ -60,13 +60,17 @@ def wait_booted(tq, name, boots=1, timeout=420, retries=1):
             return
         time.sleep(5)
     out, _ = tq.host.run(f"tail -5 {log}", timeout=30)
+    # Where the silent guest is, for whoever hunts that hang.
+    vcpus, _ = tq.host.run(f"curl -sS -m 15 --unix-socket {HOME}/vms/{name}/api.sock "
+                           f"http://localhost/v1/vm/vcpus", timeout=30)
     if retries > 0:
         warnings.warn(f"{name} showed no ready line in {timeout} s; starting it again. "
-                      f"Its console log ended:\n{out}")
+                      f"Its console log ended:\n{out}\nIts vCPUs: {vcpus}")
         tq("kill", name)
         tq("start", name)
         return wait_booted(tq, name, boots, timeout, retries - 1)
-    raise AssertionError(f"{name} did not boot in {timeout} s; console log ends:\n{out}")
+    raise AssertionError(f"{name} did not boot in {timeout} s; console log ends:\n{out}\n"
+                         f"Its vCPUs: {vcpus}")
 
 
 def attach(tq, name):

@@ -77,7 +77,8 @@ def boot(host, argv, setup):
             if attempt == 1:
                 raise
             warnings.warn(f"a guest boot showed no ready line ({' '.join(argv)}); "
-                          f"setting up and retrying once")
+                          f"setting up and retrying once. Its vCPUs:\n"
+                          + vm.where_are_the_vcpus())
             vm._abandon()
 
 
