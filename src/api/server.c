@@ -30,7 +30,8 @@ struct api_req {
 	const struct api_route *route;
 	char *body;
 	size_t len;
-	bool answered; /* an error went out before the body came */
+	bool answered;	/* an error went out before the body came */
+	size_t dropped; /* bytes of a chunked body over API_BODY_MAX, read and thrown away */
 };
 
 typedef enum MHD_Result (*api_handler)(struct api_server *srv, struct MHD_Connection *c,
@@ -642,12 +643,21 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *c, const cha
 	if (req->answered)
 		return MHD_YES; /* the error is queued: whatever follows is dropped */
 	if (*upload_len > 0) {
-		bool ok = api_take_body(req, upload, *upload_len);
+		bool ok = req->dropped == 0 && api_take_body(req, upload, *upload_len);
 
+		if (!ok)
+			req->dropped += *upload_len;
 		*upload_len = 0;
-		/* Over the limit with no length announced: no answer is possible mid-body. */
-		return ok ? MHD_YES : MHD_NO;
+		/*
+		 * Over the limit with no length announced: read on to the end so that
+		 * the 413 reaches the client (hanging up on unread data resets the
+		 * connection and loses it), but not forever.
+		 */
+		return req->dropped <= API_BODY_DRAIN_MAX ? MHD_YES : MHD_NO;
 	}
+	if (req->dropped > 0)
+		return api_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "the request body is over %u KiB",
+				 API_BODY_MAX >> 10);
 	if (!api_body_ok(c, req, &ret))
 		return ret;
 	return req->route->handle(srv, c, req->route);

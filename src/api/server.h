@@ -32,6 +32,7 @@
 #include "virtio/vsock.h"
 
 #define API_BODY_MAX	   (64u << 10) /* request bodies beyond this get 413 */
+#define API_BODY_DRAIN_MAX (1u << 20)  /* chunked bodies: bytes past the limit read for the 413 */
 #define API_MAX_CONNS	   64	       /* connections served at once; more wait in the backlog */
 #define API_CONN_TIMEOUT   10	       /* seconds a connection may stay idle or half-sent */
 #define API_SOCKET_BACKLOG 128

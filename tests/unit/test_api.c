@@ -483,22 +483,46 @@ Test(api, too_big_bodies_are_413)
 	free(req);
 }
 
-/* Chunked, with no length up front: the server hangs up once it is over the limit. */
-Test(api, too_big_chunked_body_is_cut_off)
+/* Sends a chunked body of n 4 KiB chunks (until the server stops reading); returns bytes sent. */
+static size_t send_chunks(int fd, size_t n)
 {
 	static const char head[] = "PUT /v1/vm/pause HTTP/1.1\r\nHost: x\r\n"
 				   "Transfer-Encoding: chunked\r\n\r\n";
-	char chunk[4096 + 16], out[4096];
-	int fd = connect_to(sock_path);
+	char chunk[4096 + 16];
 	size_t sent = 0;
 
 	cr_assert_eq(send(fd, head, sizeof(head) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(head) - 1);
 	memset(chunk, 'x', sizeof(chunk));
 	memcpy(chunk, "1000\r\n", 6);
 	memcpy(chunk + 6 + 4096, "\r\n", 2);
-	while (sent < 4 * API_BODY_MAX && send(fd, chunk, 6 + 4096 + 2, MSG_NOSIGNAL) > 0)
+	while (sent < n * 4096 && send(fd, chunk, 6 + 4096 + 2, MSG_NOSIGNAL) > 0)
 		sent += 4096;
-	cr_assert_lt(sent, 4 * API_BODY_MAX, "the server kept reading");
+	return sent;
+}
+
+/* Chunked, with no length up front: read to its end, then a 413. */
+Test(api, too_big_chunked_body_is_413)
+{
+	char out[4096];
+	int fd = connect_to(sock_path);
+
+	cr_assert_eq(send_chunks(fd, 2 * API_BODY_MAX / 4096), 2 * API_BODY_MAX);
+	cr_assert_eq(send(fd, "0\r\n\r\n", 5, MSG_NOSIGNAL), 5);
+	read_all(fd, out, sizeof(out));
+	close(fd);
+	cr_assert(strncmp(out, "HTTP/1.1 413", 12) == 0, "answer: %.60s", out);
+	assert_error_json(out, "64 KiB");
+	cr_assert_eq(fake.acts[API_PAUSE], 0);
+}
+
+/* One that never ends: the server stops reading it and hangs up, and serves the next client. */
+Test(api, endless_chunked_body_is_cut_off)
+{
+	char out[4096];
+	int fd = connect_to(sock_path);
+
+	cr_assert_lt(send_chunks(fd, 4 * API_BODY_DRAIN_MAX / 4096), 4 * API_BODY_DRAIN_MAX,
+		     "the server kept reading");
 	read_all(fd, out, sizeof(out));
 	close(fd);
 	cr_assert_eq(fake.acts[API_PAUSE], 0);
