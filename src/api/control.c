@@ -266,17 +266,24 @@ static int api_act_on(struct api_control *ctl, enum api_action action, char *why
 	}
 }
 
+/* With the lock held: 0 when there is a machine that is not stopping, else why not. */
+static int api_machine_ready(const struct api_control *ctl, char *why, size_t len)
+{
+	if (ctl->m == NULL)
+		return api_why(why, len, -EBUSY, "the VM is between two boots: try again");
+	if (vm_stop_requested(&ctl->m->vm))
+		return api_why(why, len, -ESHUTDOWN, "the VM is stopping");
+	return 0;
+}
+
 static int api_control_act(void *opaque, enum api_action action, char *why, size_t len)
 {
 	struct api_control *ctl = opaque;
 	int ret;
 
 	pthread_mutex_lock(&ctl->lock);
-	if (ctl->m == NULL)
-		ret = api_why(why, len, -EBUSY, "the VM is between two boots: try again");
-	else if (vm_stop_requested(&ctl->m->vm))
-		ret = api_why(why, len, -ESHUTDOWN, "the VM is stopping");
-	else
+	ret = api_machine_ready(ctl, why, len);
+	if (ret == 0)
 		ret = api_act_on(ctl, action, why, len);
 	pthread_mutex_unlock(&ctl->lock);
 	return ret;
@@ -328,11 +335,8 @@ static int api_control_vcpus(void *opaque, struct api_vcpus *out, char *why, siz
 	int ret;
 
 	pthread_mutex_lock(&ctl->lock);
-	if (ctl->m == NULL)
-		ret = api_why(why, len, -EBUSY, "the VM is between two boots: try again");
-	else if (vm_stop_requested(&ctl->m->vm))
-		ret = api_why(why, len, -ESHUTDOWN, "the VM is stopping");
-	else
+	ret = api_machine_ready(ctl, why, len);
+	if (ret == 0)
 		ret = api_read_vcpus(&ctl->m->vm, out, why, len);
 	pthread_mutex_unlock(&ctl->lock);
 	return ret;
