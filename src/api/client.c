@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/vcpu.h"
+
 /* What came back, capped: a VMM's answers are small. */
 struct api_reply_buf {
 	char *data;
@@ -232,4 +234,44 @@ int api_request(const char *socket_path, const char *method, const char *path, c
 {
 	return api_request_timeout(socket_path, method, path, body, API_CLIENT_TIMEOUT_MS,
 				   http_status, reply, err, errlen);
+}
+
+/* A "0x..." member of a vCPU entry; false when absent or not hex. */
+static bool api_hex_member(const json_t *v, const char *key, uint64_t *out)
+{
+	const char *s = json_string_value(json_object_get(v, key));
+	char *end;
+
+	if (s == NULL || strncmp(s, "0x", 2) != 0)
+		return false;
+	errno = 0;
+	*out = strtoull(s + 2, &end, 16);
+	return errno == 0 && end != s + 2 && *end == '\0';
+}
+
+int api_vcpu_parse(const json_t *v, struct vcpu_summary *out)
+{
+	const json_t *pending = json_object_get(v, "pending_interrupt");
+	uint64_t cs = 0;
+	bool ok;
+
+	memset(out, 0, sizeof(*out));
+	out->state = json_string_value(json_object_get(v, "state"));
+	out->mode = json_string_value(json_object_get(v, "mode"));
+	ok = json_is_integer(json_object_get(v, "index")) &&
+	     json_is_integer(json_object_get(v, "cpl")) && out->state != NULL &&
+	     out->mode != NULL && (json_is_null(pending) || json_is_integer(pending)) &&
+	     api_hex_member(v, "rip", &out->rip) && api_hex_member(v, "rsp", &out->rsp) &&
+	     api_hex_member(v, "rflags", &out->rflags) && api_hex_member(v, "cs", &cs) &&
+	     api_hex_member(v, "cr0", &out->cr0) && api_hex_member(v, "cr2", &out->cr2) &&
+	     api_hex_member(v, "cr3", &out->cr3) && api_hex_member(v, "cr4", &out->cr4) &&
+	     api_hex_member(v, "efer", &out->efer);
+	if (!ok)
+		return -EPROTO;
+	out->index = (unsigned)json_integer_value(json_object_get(v, "index"));
+	out->cpl = (unsigned)json_integer_value(json_object_get(v, "cpl"));
+	out->cs = (uint16_t)cs;
+	out->pending_vector = json_is_integer(pending) ? (int)json_integer_value(pending) : -1;
+	out->nmi_pending = json_is_true(json_object_get(v, "nmi_pending"));
+	return 0;
 }

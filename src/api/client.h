@@ -30,4 +30,13 @@ int api_request_timeout(const char *socket_path, const char *method, const char 
 			const json_t *body, long timeout_ms, long *http_status, json_t **reply,
 			char *err, size_t errlen);
 
+struct vcpu_summary;
+
+/*
+ * One entry of GET /v1/vm/vcpus into out; its strings point into v and live
+ * as long as it. Returns 0, or -EPROTO when a member is missing or of the
+ * wrong type.
+ */
+int api_vcpu_parse(const json_t *v, struct vcpu_summary *out);
+
 #endif

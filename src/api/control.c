@@ -291,25 +291,6 @@ static int api_control_act(void *opaque, enum api_action action, char *why, size
 
 /* ---- GET /v1/vm/vcpus ---- */
 
-static void api_vcpu_fill(struct api_vcpu *v, unsigned index, const struct vcpu_status *st)
-{
-	v->index = index;
-	v->state = vcpu_status_state(st);
-	v->mode = vcpu_status_mode(st);
-	v->cpl = vcpu_status_cpl(st);
-	v->rip = st->regs.rip;
-	v->rsp = st->regs.rsp;
-	v->rflags = st->regs.rflags;
-	v->cs = st->sregs.cs.selector;
-	v->cr0 = st->sregs.cr0;
-	v->cr2 = st->sregs.cr2;
-	v->cr3 = st->sregs.cr3;
-	v->cr4 = st->sregs.cr4;
-	v->efer = st->sregs.efer;
-	v->pending_vector = vcpu_status_pending_vector(st);
-	v->nmi_pending = st->events.nmi.pending || st->events.nmi.injected;
-}
-
 static int api_read_vcpus(struct vm *vm, struct api_vcpus *out, char *why, size_t len)
 {
 	struct vcpu_status *st = calloc(vm->ncpus, sizeof(*st));
@@ -324,7 +305,7 @@ static int api_read_vcpus(struct vm *vm, struct api_vcpus *out, char *why, size_
 		snprintf(why, len, "cannot read the vCPUs: %s", strerror(-ret));
 	out->n = 0;
 	for (unsigned i = 0; ret == 0 && i < vm->ncpus && i < API_MAX_VCPUS; i++)
-		api_vcpu_fill(&out->vcpus[out->n++], i, &st[i]);
+		vcpu_summarize(&st[i], i, &out->vcpus[out->n++]);
 	free(st);
 	return ret;
 }

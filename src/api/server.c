@@ -453,7 +453,7 @@ static json_t *api_hex(uint64_t v)
 	return json_string(buf);
 }
 
-static json_t *api_vcpu_json(const struct api_vcpu *v)
+static json_t *api_vcpu_json(const struct vcpu_summary *v)
 {
 	json_t *o = json_pack("{s:i, s:s, s:s, s:i, s:b}", "index", (int)v->index, "state",
 			      v->state, "mode", v->mode, "cpl", (int)v->cpl, "nmi_pending",

@@ -30,6 +30,7 @@
 #include "virtio/blk.h"
 #include "virtio/net.h"
 #include "virtio/vsock.h"
+#include "vmm/vcpu.h"
 
 #define API_BODY_MAX	   (64u << 10) /* request bodies beyond this get 413 */
 #define API_BODY_DRAIN_MAX (1u << 20)  /* chunked bodies: bytes past the limit read for the 413 */
@@ -101,21 +102,9 @@ struct api_counters {
 
 #define API_MAX_VCPUS 256
 
-/* One vCPU of GET /v1/vm/vcpus, read while it is parked. */
-struct api_vcpu {
-	unsigned index;
-	const char *state; /* "runnable", "halted", "uninitialized", ... (KVM's mp_state) */
-	const char *mode;  /* "real", "protected" or "long" */
-	unsigned cpl;
-	uint64_t rip, rsp, rflags, cr0, cr2, cr3, cr4, efer;
-	uint16_t cs;
-	int pending_vector; /* an interrupt about to be delivered, -1 for none */
-	bool nmi_pending;
-};
-
 struct api_vcpus {
 	unsigned n;
-	struct api_vcpu vcpus[API_MAX_VCPUS];
+	struct vcpu_summary vcpus[API_MAX_VCPUS];
 };
 
 /*

@@ -15,9 +15,11 @@
 
 #include "cli/commands.h"
 #include "cli/vm_cli.h"
+#include "api/client.h"
 #include "console/console.h"
 #include "manage/vm.h"
 #include "util/log.h"
+#include "vmm/vcpu.h"
 
 /* After the end of a non-terminal input: how long output may still arrive. */
 #define CONSOLE_LINGER_MS 500
@@ -26,7 +28,8 @@ static const char console_usage[] =
 	"usage: tabique console NAME\n"
 	"\n"
 	"Attaches this terminal to a running VM's serial console; Ctrl-A x detaches\n"
-	"(the VM keeps running), Ctrl-A a sends a Ctrl-A. One client at a time.\n"
+	"(the VM keeps running), Ctrl-A a sends a Ctrl-A, Ctrl-A r shows where each\n"
+	"vCPU is. One client at a time.\n"
 	"Everything the guest printed is also in console.log in the VM's folder.\n";
 
 static struct termios saved_tty;
@@ -99,8 +102,53 @@ static bool write_all(int fd, const uint8_t *buf, size_t len)
 	return true;
 }
 
+static const char *api_error_text(const json_t *reply)
+{
+	const char *e = json_string_value(json_object_get(reply, "error"));
+
+	return e != NULL ? e : "an unexpected answer from the VMM";
+}
+
+static void print_line(const char *text)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line), "%s\r\n", text);
+
+	write_all(STDOUT_FILENO, (const uint8_t *)line, n > 0 ? strlen(line) : 0);
+}
+
+/* Ctrl-A r: where each vCPU is, from the VMM's API (GET /v1/vm/vcpus), a line each. */
+static void show_vcpus(const struct managed_vm *vm)
+{
+	json_t *reply = NULL, *list, *entry;
+	int status = managed_vm_api(vm, "GET", "/v1/vm/vcpus", &reply);
+	char text[448];
+	size_t i;
+
+	print_line(""); /* the guest may be in the middle of a line */
+	list = json_object_get(reply, "vcpus");
+	if (status != 200 || !json_is_array(list)) {
+		snprintf(text, sizeof(text), "tabique: cannot read the vCPUs: %s",
+			 status < 0 ? "no answer from the VMM"
+				    : api_error_text(reply));
+		print_line(text);
+	}
+	json_array_foreach(list, i, entry)
+	{
+		struct vcpu_summary v;
+
+		if (api_vcpu_parse(entry, &v) == 0)
+			vcpu_summary_line(&v, text, sizeof(text));
+		else
+			snprintf(text, sizeof(text), "vCPU entry %zu: not understood", i);
+		print_line(text);
+	}
+	json_decref(reply);
+}
+
 /* Typed input through the escape filter to the VM; false once Ctrl-A x is typed. */
-static bool forward_input(struct console *filter, int sock, bool *input_open)
+static bool forward_input(const struct managed_vm *vm, struct console *filter, int sock,
+			  bool *input_open)
 {
 	uint8_t in[CONSOLE_READ], out[2 * CONSOLE_READ];
 	size_t out_len;
@@ -111,14 +159,15 @@ static bool forward_input(struct console *filter, int sock, bool *input_open)
 		*input_open = false;
 		return true;
 	}
-	/* Ctrl-A r is the foreground console's; here the API has it (GET /v1/vm/vcpus). */
 	console_filter(filter, in, (size_t)n, out, &out_len, &keys);
 	write_all(sock, out, out_len);
+	if (keys.show_vcpus)
+		show_vcpus(vm);
 	return !keys.quit;
 }
 
 /* Returns 0 when detached, 1 when the VM went away. */
-static int relay(int sock)
+static int relay(const struct managed_vm *vm, int sock)
 {
 	struct console filter = {0};
 	bool input_open = true;
@@ -140,7 +189,7 @@ static int relay(int sock)
 				return 1;
 			write_all(STDOUT_FILENO, buf, (size_t)n);
 		}
-		if (fds[0].revents && !forward_input(&filter, sock, &input_open))
+		if (fds[0].revents && !forward_input(vm, &filter, sock, &input_open))
 			return 0;
 	}
 }
@@ -169,7 +218,7 @@ int cmd_console(int argc, char **argv)
 	/* Raw first: what is typed from now on goes to the guest, never echoed by the tty. */
 	make_raw();
 	fprintf(stderr, "tabique: attached to %s's console; Ctrl-A x detaches\r\n", name);
-	ret = relay(fd);
+	ret = relay(&vm, fd);
 	restore_tty();
 	close(fd);
 	fprintf(stderr, ret == 0 ? "\ntabique: detached from %s\n" : "\ntabique: %s stopped\n",

@@ -331,6 +331,7 @@ static void console_show_vcpus(struct console *con)
 {
 	unsigned ncpus = con->vm->ncpus;
 	struct vcpu_status *st = calloc(ncpus, sizeof(*st));
+	struct vcpu_summary v;
 	char text[448], line[512];
 	int ret = st == NULL ? -ENOMEM : vm_read_vcpus(con->vm, st, CONSOLE_VCPUS_TIMEOUT_MS);
 
@@ -338,8 +339,10 @@ static void console_show_vcpus(struct console *con)
 		snprintf(text, sizeof(text), "tabique: cannot read the vCPUs: %s",
 			 ret == -ETIMEDOUT ? "a vCPU did not stop within 5 s" : strerror(-ret));
 	for (unsigned i = 0; i < (ret == 0 ? ncpus : 1); i++) {
-		if (ret == 0)
-			vcpu_status_line(&st[i], i, text, sizeof(text));
+		if (ret == 0) {
+			vcpu_summarize(&st[i], i, &v);
+			vcpu_summary_line(&v, text, sizeof(text));
+		}
 		/* The guest may be in the middle of a line: start a new one. */
 		snprintf(line, sizeof(line), "%s%s\r\n", i == 0 ? "\r\n" : "", text);
 		console_write(con, (const uint8_t *)line, strlen(line));

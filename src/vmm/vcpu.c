@@ -191,9 +191,9 @@ int vcpu_read_status(struct vcpu *vcpu, struct vcpu_status *out)
 	return 0;
 }
 
-const char *vcpu_status_state(const struct vcpu_status *st)
+static const char *vcpu_state_name(uint32_t mp_state)
 {
-	switch (st->mp.mp_state) {
+	switch (mp_state) {
 	case KVM_MP_STATE_RUNNABLE:
 		return "runnable";
 	case KVM_MP_STATE_UNINITIALIZED:
@@ -209,43 +209,46 @@ const char *vcpu_status_state(const struct vcpu_status *st)
 	}
 }
 
-#define VCPU_CR0_PE   0x1ull
-#define VCPU_EFER_LMA 0x400ull
+#define VCPU_CR0_PE    0x1ull
+#define VCPU_EFER_LMA  0x400ull
 #define VCPU_RFLAGS_IF 0x200ull
 
-const char *vcpu_status_mode(const struct vcpu_status *st)
+void vcpu_summarize(const struct vcpu_status *st, unsigned index, struct vcpu_summary *out)
 {
-	if (!(st->sregs.cr0 & VCPU_CR0_PE))
-		return "real";
-	return (st->sregs.efer & VCPU_EFER_LMA) ? "long" : "protected";
+	const struct kvm_sregs *sr = &st->sregs;
+	bool protected = sr->cr0 & VCPU_CR0_PE;
+
+	*out = (struct vcpu_summary){
+	    .index = index,
+	    .state = vcpu_state_name(st->mp.mp_state),
+	    .mode = !protected ? "real" : (sr->efer & VCPU_EFER_LMA) ? "long" : "protected",
+	    .cpl = protected ? sr->cs.selector & 3u : 0, /* CS.RPL is the CPL */
+	    .rip = st->regs.rip,
+	    .rsp = st->regs.rsp,
+	    .rflags = st->regs.rflags,
+	    .cr0 = sr->cr0,
+	    .cr2 = sr->cr2,
+	    .cr3 = sr->cr3,
+	    .cr4 = sr->cr4,
+	    .efer = sr->efer,
+	    .cs = sr->cs.selector,
+	    .pending_vector = st->events.interrupt.injected ? st->events.interrupt.nr : -1,
+	    .nmi_pending = st->events.nmi.pending || st->events.nmi.injected,
+	};
 }
 
-unsigned vcpu_status_cpl(const struct vcpu_status *st)
+int vcpu_summary_line(const struct vcpu_summary *v, char *buf, size_t len)
 {
-	/* In protected mode CS.RPL is the CPL. */
-	return (st->sregs.cr0 & VCPU_CR0_PE) ? st->sregs.cs.selector & 3u : 0;
-}
-
-int vcpu_status_pending_vector(const struct vcpu_status *st)
-{
-	return st->events.interrupt.injected ? st->events.interrupt.nr : -1;
-}
-
-int vcpu_status_line(const struct vcpu_status *st, unsigned index, char *buf, size_t len)
-{
-	int vector = vcpu_status_pending_vector(st);
 	char pending[32] = "none";
 
-	if (vector >= 0)
-		snprintf(pending, sizeof(pending), "vector %d", vector);
+	if (v->pending_vector >= 0)
+		snprintf(pending, sizeof(pending), "vector %d", v->pending_vector);
 	return snprintf(buf, len,
 			"vCPU %u: %s, %s mode, CPL %u, rip 0x%llx rsp 0x%llx rflags 0x%llx (%s), "
 			"cr0 0x%llx cr2 0x%llx cr3 0x%llx, pending interrupt %s%s",
-			index, vcpu_status_state(st), vcpu_status_mode(st), vcpu_status_cpl(st),
-			(unsigned long long)st->regs.rip, (unsigned long long)st->regs.rsp,
-			(unsigned long long)st->regs.rflags,
-			(st->regs.rflags & VCPU_RFLAGS_IF) ? "interrupts on" : "interrupts off",
-			(unsigned long long)st->sregs.cr0, (unsigned long long)st->sregs.cr2,
-			(unsigned long long)st->sregs.cr3, pending,
-			(st->events.nmi.pending || st->events.nmi.injected) ? ", NMI pending" : "");
+			v->index, v->state, v->mode, v->cpl, (unsigned long long)v->rip,
+			(unsigned long long)v->rsp, (unsigned long long)v->rflags,
+			(v->rflags & VCPU_RFLAGS_IF) ? "interrupts on" : "interrupts off",
+			(unsigned long long)v->cr0, (unsigned long long)v->cr2,
+			(unsigned long long)v->cr3, pending, v->nmi_pending ? ", NMI pending" : "");
 }

@@ -5,6 +5,8 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct vm;
 
@@ -49,18 +51,24 @@ struct vcpu_status {
  */
 int vcpu_read_status(struct vcpu *vcpu, struct vcpu_status *out);
 
-/* KVM's mp_state by name: "runnable", "halted", "uninitialized" (an AP not started) ... */
-const char *vcpu_status_state(const struct vcpu_status *st);
-/* "real", "protected" or "long". */
-const char *vcpu_status_mode(const struct vcpu_status *st);
-unsigned vcpu_status_cpl(const struct vcpu_status *st);
-/* The vector of an interrupt being delivered, or -1. */
-int vcpu_status_pending_vector(const struct vcpu_status *st);
+/* What a person needs of a vcpu_status; the API sends it, the consoles print it. */
+struct vcpu_summary {
+	unsigned index;
+	const char *state; /* KVM's mp_state: "runnable", "halted", "uninitialized" (an AP not started) ... */
+	const char *mode;  /* "real", "protected" or "long" */
+	unsigned cpl;
+	uint64_t rip, rsp, rflags, cr0, cr2, cr3, cr4, efer;
+	uint16_t cs;
+	int pending_vector; /* an interrupt being delivered, -1 for none */
+	bool nmi_pending;
+};
+
+void vcpu_summarize(const struct vcpu_status *st, unsigned index, struct vcpu_summary *out);
 
 /*
- * One line for a human: "vCPU 0: halted, long mode, CPL 0, rip 0x...". No
+ * One line for a person: "vCPU 0: halted, long mode, CPL 0, rip 0x...". No
  * newline. Returns what snprintf returns.
  */
-int vcpu_status_line(const struct vcpu_status *st, unsigned index, char *buf, size_t len);
+int vcpu_summary_line(const struct vcpu_summary *v, char *buf, size_t len);
 
 #endif

@@ -4,6 +4,7 @@ kill, remove; what a user sees in `tabique list` at every step."""
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -146,6 +147,15 @@ def test_api_shows_where_each_vcpu_is(store, tiny):
     assert boot["interrupts_enabled"] is False
     assert (ap["index"], ap["state"], ap["mode"]) == (1, "uninitialized", "real")
     assert store.list()["web"]["state"] == "running"  # the read's pause is undone
+    # The same on `tabique console`, with Ctrl-A r.
+    con = Console(store, "web")
+    con.expect(b"Ctrl-A x detaches")
+    con.send(b"\x01r")
+    con.expect(b"vCPU 1: uninitialized, real mode, CPL 0, rip 0xfff0")
+    assert re.search(rb"vCPU 0: halted, long mode, CPL 0, rip 0x10[0-9a-f]{4} .*"
+                     rb"\(interrupts off\)", con.out), con.out
+    con.send(b"\x01x")
+    assert con.wait() == 0
 
 
 def test_rm_removes_the_folder_and_its_own_disks(store, tiny, tmp_path):

@@ -108,11 +108,11 @@ static int fake_vcpus(void *opaque, struct api_vcpus *out, char *why, size_t len
 		return fake.fail;
 	}
 	out->n = 2;
-	out->vcpus[0] = (struct api_vcpu){.index = 0, .state = "halted", .mode = "long",
+	out->vcpus[0] = (struct vcpu_summary){.index = 0, .state = "halted", .mode = "long",
 					  .rip = 0xffffffff81e3c4a5ull, .rflags = 0x246,
 					  .cs = 0x10, .cr0 = 0x80050033, .efer = 0xd01,
 					  .pending_vector = -1};
-	out->vcpus[1] = (struct api_vcpu){.index = 1, .state = "uninitialized", .mode = "real",
+	out->vcpus[1] = (struct vcpu_summary){.index = 1, .state = "uninitialized", .mode = "real",
 					  .rip = 0xfff0, .rflags = 0x2, .pending_vector = 0x31};
 	return 0;
 }
@@ -362,6 +362,34 @@ Test(api, vcpus_where_each_is)
 	cr_assert_str_eq(json_string_value(json_object_get(v1, "rip")), "0xfff0");
 	json_decref(r);
 	cr_assert_eq(call("PUT", "/v1/vm/vcpus", NULL, NULL), 405);
+}
+
+/* What the manager's console makes of the answer: the fake's vCPUs, back as they were sent. */
+Test(api, vcpus_parse_back)
+{
+	json_t *r = NULL, *bad;
+	struct vcpu_summary v;
+	char line[448];
+
+	cr_assert_eq(call("GET", "/v1/vm/vcpus", NULL, &r), 200);
+	cr_assert_eq(api_vcpu_parse(json_array_get(json_object_get(r, "vcpus"), 0), &v), 0);
+	cr_assert_eq(v.rip, 0xffffffff81e3c4a5ull);
+	cr_assert_eq(v.efer, 0xd01);
+	cr_assert_eq(v.pending_vector, -1);
+	vcpu_summary_line(&v, line, sizeof(line));
+	cr_assert(strstr(line, "vCPU 0: halted, long mode, CPL 0, rip 0xffffffff81e3c4a5") == line,
+		  "%s", line);
+	cr_assert(strstr(line, "(interrupts on)") != NULL, "%s", line);
+	cr_assert_eq(api_vcpu_parse(json_array_get(json_object_get(r, "vcpus"), 1), &v), 0);
+	cr_assert_eq(v.pending_vector, 0x31);
+	/* A member missing, or not hex: refused, not guessed. */
+	bad = json_deep_copy(json_array_get(json_object_get(r, "vcpus"), 0));
+	json_object_set_new(bad, "rip", json_string("12"));
+	cr_assert_eq(api_vcpu_parse(bad, &v), -EPROTO);
+	json_object_del(bad, "rip");
+	cr_assert_eq(api_vcpu_parse(bad, &v), -EPROTO);
+	json_decref(bad);
+	json_decref(r);
 }
 
 Test(api, vcpus_that_do_not_stop_are_503)
