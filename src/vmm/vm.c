@@ -221,31 +221,14 @@ static struct timespec vm_deadline_after(unsigned ms)
 	return t;
 }
 
-static const struct timespec *vm_earlier(const struct timespec *a, const struct timespec *b)
-{
-	if (a->tv_sec != b->tv_sec)
-		return a->tv_sec < b->tv_sec ? a : b;
-	return a->tv_nsec < b->tv_nsec ? a : b;
-}
-
-static bool vm_deadline_passed(const struct timespec *deadline)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return vm_earlier(deadline, &now) == deadline;
-}
-
 static bool vm_all_parked(const struct vm *vm)
 {
 	return vm->vcpus_parked >= vm->vcpus_alive || vm->stop_requested;
 }
 
-#define VM_PAUSE_REKICK_MS 100
-
 int vm_pause(struct vm *vm, unsigned timeout_ms)
 {
-	struct timespec deadline = vm_deadline_after(timeout_ms), rekick;
+	struct timespec deadline = vm_deadline_after(timeout_ms);
 	int ret = 0;
 
 	pthread_mutex_lock(&vm->lock);
@@ -257,22 +240,17 @@ int vm_pause(struct vm *vm, unsigned timeout_ms)
 		pthread_mutex_unlock(&vm->lock);
 		return ret;
 	}
-	/* The flag before the kicks: a kicked vCPU sees it on its way back. */
+	/*
+	 * The flag before the kicks: a kicked vCPU sees it on its way back. One
+	 * kick is enough: immediate_exit stays set until KVM_RUN sees it, so a
+	 * vCPU busy in a device parks as soon as it is done.
+	 */
 	__atomic_store_n(&vm->pause_requested, true, __ATOMIC_RELEASE);
 	vm_kick_all(vm);
-	rekick = vm_deadline_after(VM_PAUSE_REKICK_MS);
-	while (!vm_all_parked(vm)) {
-		if (vm_deadline_passed(&deadline)) {
-			ret = ETIMEDOUT;
-			break;
-		}
-		/* Kick again now and then: a vCPU may have been busy in a device. */
-		if (vm_deadline_passed(&rekick)) {
-			vm_kick_all(vm);
-			rekick = vm_deadline_after(VM_PAUSE_REKICK_MS);
-		}
-		pthread_cond_timedwait(&vm->pause_cond, &vm->lock, vm_earlier(&rekick, &deadline));
-	}
+	while (!vm_all_parked(vm) && ret == 0)
+		ret = pthread_cond_timedwait(&vm->pause_cond, &vm->lock, &deadline);
+	if (ret == ETIMEDOUT && vm_all_parked(vm))
+		ret = 0; /* the last one parked just in time */
 	if (ret == ETIMEDOUT) {
 		/* Some vCPU never came out: let the parked ones run again, the VM goes on. */
 		__atomic_store_n(&vm->pause_requested, false, __ATOMIC_RELEASE);
