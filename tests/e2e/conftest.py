@@ -275,13 +275,17 @@ def pytest_collection_modifyitems(items):
 # guests at once): QEMU's TCG stopping mid-line without a message, or the nested
 # host's own kernel dying in a tabique thread ("BUG: TASK stack guard page was
 # hit" in error_entry, "corrupted stack end detected inside scheduler"; twice in
-# 8 minutes of three guests booting in a loop, 2026-11). That is the emulated
-# test machine (see tests/nested/README.md), not tabique: such a test runs
-# again from scratch: every fixture, the nested host included, is torn down
-# and set up anew, so class and module fixtures (VMs kept for a class, servers,
-# taps, the manager's store) come back as the test expects them. At most
-# MAX_RERUNS times; the summary lists each rerun with what the host's kernel said.
+# 8 minutes of three guests booting in a loop, 2026-11). It also corrupts its
+# guests' state now and then: a guest goes silent (see tests/nested/README.md).
+# That is the emulated test machine, not tabique: such a test runs again from
+# scratch: every fixture, the nested host included, is torn down and set up
+# anew, so class and module fixtures (VMs kept for a class, servers, taps, the
+# manager's store) come back as the test expects them. At most MAX_RERUNS times
+# after a death and once after a silence (a guest or the host's shell that
+# answered nothing in time; wrong answers and a VMM that exits are failures
+# at once); the summary lists each rerun and why.
 MAX_RERUNS = 2
+MAX_SILENT_RERUNS = 1
 _RERUN_AFTER_DEATH = []
 _SESSION_HOST = []  # the live session NestedHost, once the fixture made it
 _KERNEL_SAID = re.compile(r"(?:Kernel panic|BUG:|Oops|general protection)[^\n]*")
@@ -302,6 +306,8 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     report.nested_host_died = bool(call.excinfo
                                    and call.excinfo.errisinstance(NestedHostDied))
+    report.went_silent = bool(call.excinfo
+                              and call.excinfo.errisinstance(NestedHostTimeout))
 
 
 def _tear_down_everything(item):
@@ -321,11 +327,18 @@ def pytest_runtest_protocol(item, nextitem):
     if _SESSION_HOST and not _SESSION_HOST[0].alive:
         _tear_down_everything(item)  # it died between tests
     reports = runtestprotocol(item, nextitem=nextitem, log=False)
-    for _ in range(MAX_RERUNS):
+    deaths = silences = 0
+    while True:
         died = next((r for r in reports if r.failed and r.nested_host_died), None)
-        if died is None:
+        silent = next((r for r in reports if r.failed and r.went_silent), None)
+        if died is not None and deaths < MAX_RERUNS:
+            deaths += 1
+            _RERUN_AFTER_DEATH.append((item.nodeid, _death_reason(died)))
+        elif died is None and silent is not None and silences < MAX_SILENT_RERUNS:
+            silences += 1
+            _RERUN_AFTER_DEATH.append((item.nodeid, "went silent: " + _death_reason(silent)))
+        else:
             break
-        _RERUN_AFTER_DEATH.append((item.nodeid, _death_reason(died)))
         _tear_down_everything(item)
         item._initrequest()
         reports = runtestprotocol(item, nextitem=nextitem, log=False)
@@ -338,6 +351,7 @@ def pytest_runtest_protocol(item, nextitem):
 def pytest_terminal_summary(terminalreporter):
     if not _RERUN_AFTER_DEATH:
         return
-    terminalreporter.section("rerun from scratch: the nested host (QEMU) died under them")
+    terminalreporter.section("rerun from scratch: the nested host (QEMU) died or went "
+                             "silent under them")
     for nodeid, why in _RERUN_AFTER_DEATH:
         terminalreporter.line(f"{nodeid}: {why}")
