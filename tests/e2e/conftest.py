@@ -77,6 +77,8 @@ def host(nested_host):
     yield nested_host
     vm = nested_host.current_vm
     if vm is not None and vm.owner == "test":
+        if vm.stuck and nested_host.alive:  # a guest that stopped answering: where is it?
+            print(f"\nthe silent guest's vCPUs:\n{vm.where_are_the_vcpus()}", file=sys.__stderr__)
         vm.stop()
     elif vm is None:
         _check_prompt(nested_host)
