@@ -110,9 +110,23 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
 	return (type == FTW_DP ? rmdir(path) : unlink(path)) == 0 ? 0 : -errno;
 }
 
+#define REMOVE_DIR_TRIES 40 /* 50 ms apart */
+
 int vm_cli_remove_dir(const char *dir)
 {
-	return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	int ret = 0;
+
+	/*
+	 * A monitor's or another tabique command's last word (state.json after a
+	 * VMM's end) may land in the folder while it is being emptied: go again.
+	 */
+	for (int i = 0; i < REMOVE_DIR_TRIES; i++) {
+		ret = nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+		if (ret == 0 || errno != ENOTEMPTY)
+			break;
+		usleep(50000);
+	}
+	return ret;
 }
 
 static int create_raw(const char *path, uint64_t size)
