@@ -187,13 +187,17 @@ class InnerVM:
         return "\n".join(self.VCPU_LINE.findall(self.host.tail(200)))
 
     def _abandon(self):
-        """Quit a hung VMM with Ctrl-A x (or restart the nested host)."""
+        """Quit a hung VMM with Ctrl-A x, or restart the nested host: what the
+        test had set up on it is then gone, so the test reruns from scratch."""
         try:
             self.send("\x01x")
             self.host.expect(self.RC, 60, "the hung VMM to quit")
             self.host.run("stty sane -echo", timeout=30)
         except NestedHostError:
-            self.host.recover()
+            if self.host.recover():
+                self.host.current_vm = None
+                raise NestedHostDied("the nested host stopped answering and was restarted: "
+                                     "what the test set up on it is gone") from None
         self.host.current_vm = None
         self.rc, self.stuck = None, False
 

@@ -60,12 +60,20 @@ def state():
     return {}
 
 
-def test_images_on_the_nested_host(host):
-    host.check(f"rm -f {D1} {D2} && truncate -s {D1_BYTES} {D1} && truncate -s {D2_BYTES} {D2}"
-               f" && mkfs.ext4 -q -F -L tabique {D1}", timeout=120)
+@pytest.fixture(scope="module")
+def images(nested_host):
+    """The two disk images on the nested host: made again with the host when
+    a test reruns from scratch (see conftest.py)."""
+    nested_host.check(f"rm -f {D1} {D2} && truncate -s {D1_BYTES} {D1} && "
+                      f"truncate -s {D2_BYTES} {D2} && mkfs.ext4 -q -F -L tabique {D1}",
+                      timeout=120)
+    yield
+    if nested_host.alive:
+        nested_host.run(f"rm -f {D1} {D2}")
 
 
-def test_two_disks_in_order_with_sizes_and_serial(host, tabique_bin, default_guest, state):
+def test_two_disks_in_order_with_sizes_and_serial(host, images, tabique_bin, default_guest,
+                                                  state):
     vm = boot(host, tabique_bin, default_guest, f"{D1},serial={SERIAL}", D2)
     try:
         assert number_line(guest_ok(vm, "cat /sys/block/vda/size")) == D1_BYTES // 512
@@ -125,10 +133,6 @@ def test_data_survives_a_new_boot_readonly(host, tabique_bin, default_guest, sta
         vm.stop()
     after = checksum(host.check(f"sha256sum {D1}", timeout=120))
     assert after == before, "the readonly boot changed the image"
-
-
-def test_cleanup(host):
-    host.run(f"rm -f {D1} {D2}")
 
 
 # --- qcow2 both ways with QEMU's own tools --------------------------------------
